@@ -1,0 +1,75 @@
+// Headers the core adds at the end of DATA (qpsmtpd 3.8): Received and Authentication-Results,
+// and the cleaning of Authentication-Results a client brought along.
+import { LOGDEBUG, OK } from '../constants.js';
+import type { MailHeader } from '../header.js';
+import { strftime } from '../strftime.js';
+import type { SmtpSession } from './session.js';
+
+/** Client-supplied text in a header: control characters and 8-bit bytes become `?`. */
+function header_safe(text: string | undefined): string {
+  // eslint-disable-next-line no-control-regex
+  return (text ?? '').replace(/[\x00-\x1f\x7f-\uffff]/g, '?');
+}
+
+/** RFC 3848 protocol name: SMTP/ESMTP plus S (TLS) and A (AUTH) for ESMTP; LMTP likewise. */
+export function transmission_type(s: SmtpSession): string {
+  const hello = s.connection.hello();
+  let proto = hello === 'lhlo' ? 'LMTP' : hello === 'ehlo' ? 'ESMTP' : 'SMTP';
+  if (proto === 'SMTP') return proto;
+  if (s.tls_active()) proto += 'S';
+  if (s._auth === OK) proto += 'A';
+  return proto;
+}
+
+export async function add_received_line(s: SmtpSession, header: MailHeader): Promise<void> {
+  const proto = transmission_type(s);
+  const cipher = s.tls_cipher();
+  const tls_comment = s.tls_active() && proto !== 'SMTP' ? `(${cipher} encrypted)` : '';
+  const auth_comment = s._auth === OK && proto !== 'SMTP' ? `(smtp-auth username ${s.auth_user()}, mechanism ${s.auth_mechanism()})\n` : '';
+  const r = await s.run_hooks('received_line', proto, auth_comment, tls_comment);
+  let value: string;
+  if (r.rc === OK && !r.fault) {
+    value = r.msg.join('\n');
+  } else {
+    const c = s.connection;
+    value =
+      `from ${header_safe(c.remote_info())} (HELO ${header_safe(c.hello_host())}) (${c.remote_ip()})\n` +
+      ` by ${s.config('me')} (qpsmtpd-ts/${s.version()}) with ${proto} ${tls_comment}; ` +
+      strftime('%a, %d %b %Y %H:%M:%S %z');
+  }
+  header.add('Received', value, 0);
+}
+
+export function add_authentication_results(s: SmtpSession, header: MailHeader): void {
+  const id = s.config('me-auth-results');
+  if (id === 'none') return;
+  const items = id ? [id] : s.config_list('me');
+  if (s._auth === undefined) items.push('auth=none');
+  else {
+    const outcome = s._auth === OK ? 'pass' : 'fail';
+    items.push(`auth=${outcome} (${header_safe(s.auth_mechanism())}) smtp.auth=${header_safe(s.auth_user())}`);
+  }
+  const extra = s.connection.notes('authentication_results');
+  if (extra) items.push(String(extra));
+  s.log(LOGDEBUG, 'adding auth results header');
+  header.add('Authentication-Results', items.join('; '), 0);
+}
+
+/**
+ * Moves a client's Authentication-Results to Original-Authentication-Results so downstream
+ * can trust ours, unless a DKIM signature covers them. (qpsmtpd's loop skipped every second
+ * header; this moves all of them, as intended.)
+ */
+export function clean_authentication_results(s: SmtpSession, header: MailHeader): void {
+  if (s.config('me-auth-results') === 'none') return;
+  const sig = header.get('DKIM-Signature');
+  if (sig) {
+    const fields = new Map(sig.split(/;\s+/).map((f) => [f.split('=')[0]!.trim(), f.slice(f.indexOf('=') + 1)] as const));
+    if (/Authentication-Results/i.test(fields.get('h') ?? '')) return;
+  }
+  const existing = header.get_all('Authentication-Results');
+  if (!existing.length) return;
+  header.delete('Authentication-Results');
+  for (const v of existing) header.add('Original-Authentication-Results', v);
+  s.log(LOGDEBUG, 'Authentication-Results moved to Original-Authentication-Results');
+}

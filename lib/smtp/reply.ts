@@ -1,0 +1,41 @@
+// SMTP reply formatting: qpsmtpd's respond() semantics, made safe for the wire.
+
+/** RFC 5321 4.5.3.1.5: a reply line is at most 512 octets including the code and CRLF. */
+const MAX_TEXT = 512 - 6;
+
+/** Control characters (CR, LF, NUL, ESC…) never reach the wire; each becomes a space. */
+export function sanitize_reply_text(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  let t = /[\x00-\x1f\x7f]/.test(text) ? text.replace(/[\x00-\x1f\x7f]/g, ' ') : text;
+  if (Buffer.byteLength(t) > MAX_TEXT) t = Buffer.from(t).subarray(0, MAX_TEXT).toString().replace(/\uFFFD$/, '');
+  return t;
+}
+
+/**
+ * The message lines a reply carries: qpsmtpd stops at the first empty (or "0") line, and
+ * plugin messages may hold several lines separated by `\n`.
+ */
+export function reply_lines(lines: readonly unknown[]): string[] {
+  const out: string[] = [];
+  for (const l of lines) {
+    if (l === undefined || l === null) break;
+    const parts = String(l).split('\n');
+    let stop = false;
+    for (const p of parts) {
+      if (p === '' || p === '0') {
+        stop = true;
+        break;
+      }
+      out.push(sanitize_reply_text(p));
+    }
+    if (stop) break;
+  }
+  return out;
+}
+
+/** `code-line` … `code line` CRLF-terminated, in one string. */
+export function format_reply(code: number, lines: readonly string[]): string {
+  let s = '';
+  for (let i = 0; i < lines.length; i++) s += `${code}${i === lines.length - 1 ? ' ' : '-'}${lines[i]}\r\n`;
+  return s;
+}

@@ -1,0 +1,695 @@
+// One SMTP conversation: qpsmtpd's Qpsmtpd::SMTP state machine over a pull-based line reader.
+// It works on any Duplex stream, so tests drive it in-process; TCP, TLS and PROXY wrap it.
+import type { Duplex } from 'node:stream';
+import {
+  DECLINED,
+  DENY,
+  DENYSOFT,
+  DENYSOFT_DISCONNECT,
+  DENY_DISCONNECT,
+  DONE,
+  LOGDEBUG,
+  LOGERROR,
+  LOGINFO,
+  LOGNOTICE,
+  OK,
+} from '../constants.js';
+import type { Address } from '../address.js';
+import type { Connection } from '../connection.js';
+import { FAULT_MESSAGE, describe_error, type HookResult } from '../hooks.js';
+import { Qpsmtpd } from '../qpsmtpd.js';
+import type { Runtime } from '../runtime.js';
+import { auth_command, auth_mechanisms } from './auth.js';
+import { parse_command, params_object } from './command.js';
+import { data_command } from './data.js';
+import { LineReader, type ReaderEvent, type ReaderMode } from './line-reader.js';
+import { format_reply, reply_lines } from './reply.js';
+
+/** How a rejection code maps to a reply: `[smtp code, default text]` per return code. */
+export type DenyTable = Partial<Record<number, readonly [number, string]>>;
+
+export interface SessionOptions {
+  /** The stream is already TLS (SMTPS, port 465). */
+  implicit_tls?: boolean;
+}
+
+const KNOWN_COMMANDS = ['ehlo', 'helo', 'rset', 'mail', 'rcpt', 'data', 'help', 'vrfy', 'noop', 'quit'];
+/** RFC 2920 3.1: these must end a pipelined group; input behind them is a synchronization error. */
+const GROUP_ENDERS = new Set(['ehlo', 'helo', 'data']);
+const JUNK = new Set(['noop', 'rset', 'vrfy', 'help']);
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export class SessionClosed extends Error {}
+
+export class SmtpSession extends Qpsmtpd {
+  readonly reader = new LineReader();
+  stream: Duplex;
+  readonly opts: SessionOptions;
+  /** Commands the session accepts; `auth` joins after an EHLO that offered AUTH. */
+  readonly commands = new Set(KNOWN_COMMANDS);
+  command_counter = 0;
+  errors = 0;
+  junk_commands = 0;
+  auth_failures = 0;
+  /** The last command line received and the last reply sent (for logs and plugins). */
+  current_line = '';
+  last_response = '';
+  /** PLAIN's authorization identity of the last AUTH. */
+  _authz_id?: string;
+  closed = false;
+  private eof = false;
+  private wake?: () => void;
+  private deadline = 0;
+  private disconnected = false;
+  private tls_socket?: { getCipher(): { name: string; version?: string } | null; getProtocol?(): string | null };
+
+  constructor(runtime: Runtime, stream: Duplex, connection: Connection, opts: SessionOptions = {}) {
+    super(runtime, connection);
+    this.stream = stream;
+    this.opts = opts;
+    if (opts.implicit_tls) this.tls_socket = stream as never;
+    this.attach(stream);
+  }
+
+  // -- transport -------------------------------------------------------------------------------
+
+  private readonly on_data = (chunk: Buffer) => {
+    this.reader.push(chunk);
+    this.stream.pause();
+    this.wake?.();
+  };
+  private readonly on_end = () => {
+    this.eof = true;
+    this.wake?.();
+  };
+
+  private attach(stream: Duplex): void {
+    stream.pause();
+    stream.on('data', this.on_data);
+    stream.on('end', this.on_end);
+    stream.on('close', this.on_end);
+    stream.on('error', (err) => {
+      this.log(LOGDEBUG, `connection error: ${err.message}`);
+      this.on_end();
+    });
+  }
+
+  /** Stops reading the current stream (STARTTLS hands it to the TLS layer). */
+  detach(): Duplex {
+    const s = this.stream;
+    s.off('data', this.on_data);
+    s.off('end', this.on_end);
+    s.off('close', this.on_end);
+    s.pause();
+    return s;
+  }
+
+  /** Continues the conversation on a new stream (the TLS socket after STARTTLS). */
+  reattach(stream: Duplex, tls_socket?: SmtpSession['tls_socket']): void {
+    this.stream = stream;
+    this.tls_socket = tls_socket;
+    this.eof = false;
+    this.attach(stream);
+  }
+
+  tls_active(): boolean {
+    return this.tls_socket !== undefined;
+  }
+
+  tls_cipher(): string {
+    return this.tls_socket?.getCipher()?.name ?? '';
+  }
+
+  tls_protocol(): string {
+    return this.tls_socket?.getProtocol?.() ?? '';
+  }
+
+  /** Seconds to wait for the client: `timeoutsmtpd`, `timeout`, 1200 (DATA uses `timeout`). */
+  timeout_ms(in_data = false): number {
+    const v = in_data ? this.config('timeout') : (this.config('timeoutsmtpd') ?? this.config('timeout'));
+    return (Number(v) || 1200) * 1000;
+  }
+
+  /** Starts the client's time budget for the next command (or the next DATA chunk). */
+  set_deadline(in_data = false): void {
+    this.deadline = Date.now() + this.timeout_ms(in_data);
+  }
+
+  /** The next input event in `mode`, waiting (within the deadline) for bytes; null at EOF. */
+  async next_event(mode: ReaderMode): Promise<ReaderEvent | null> {
+    this.reader.mode = mode;
+    for (;;) {
+      const ev = this.reader.next();
+      if (ev) return ev;
+      if (this.eof || this.closed) return null;
+      await this.wait_for_input();
+    }
+  }
+
+  private wait_for_input(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const left = this.deadline - Date.now();
+      const timer = setTimeout(() => {
+        this.wake = undefined;
+        reject(new TimeoutSignal());
+      }, Math.max(0, left));
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+      this.stream.resume();
+    });
+  }
+
+  /** Writes a reply (qpsmtpd respond): lines after the first empty one are dropped. */
+  respond(code: number, ...lines: unknown[]): boolean {
+    const msgs = reply_lines(lines);
+    if (!msgs.length) return true;
+    if (this.closed || this.stream.destroyed || !this.stream.writable) {
+      this.log(LOGERROR, 'Lost connection to client, cannot send response.');
+      return false;
+    }
+    for (const m of msgs) this.log(LOGINFO, `${code} ${m}`);
+    if (code >= 400) this.errors++;
+    this.last_response = `${code} ${msgs[msgs.length - 1]}`;
+    this.stream.write(format_reply(code, msgs));
+    return true;
+  }
+
+  /** Waits while the client is not reading our replies (bounded by its deadline). */
+  private async drain(): Promise<void> {
+    const s = this.stream as Duplex & { writableNeedDrain?: boolean };
+    if (!s.writableNeedDrain || this.closed) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new TimeoutSignal()), Math.max(0, this.deadline - Date.now()));
+      const done = () => {
+        clearTimeout(timer);
+        s.off('drain', done);
+        s.off('close', done);
+        resolve();
+      };
+      s.on('drain', done);
+      s.on('close', done);
+    });
+  }
+
+  // -- the conversation --------------------------------------------------------------------------
+
+  /** Runs the whole session: greeting, commands until QUIT/EOF/timeout, then the end hooks. */
+  async run(): Promise<void> {
+    try {
+      await this.start_conversation();
+      while (!this.closed) {
+        this.set_deadline();
+        await this.drain();
+        const ev = await this.next_event('command');
+        if (!ev) break;
+        await this.handle_event(ev);
+      }
+    } catch (err) {
+      if (err instanceof TimeoutSignal) {
+        this.log(LOGINFO, 'client timed out');
+        this.respond(421, '4.4.2 Connection Timed Out');
+        await this.disconnect();
+      } else if (!(err instanceof SessionClosed)) {
+        this.log(LOGERROR, `session failed: ${describe_error(err)}`);
+        this.respond(421, `4.3.0 ${FAULT_MESSAGE}`);
+        await this.disconnect();
+      }
+    } finally {
+      await this.finish();
+    }
+  }
+
+  async start_conversation(): Promise<void> {
+    const c = this.connection;
+    this.log(LOGNOTICE, `Connection from ${c.remote_info() ?? c.remote_host() ?? ''} [${c.remote_ip() ?? ''}]`);
+    const r = await this.run_hooks('connect');
+    if (r.fault) return this.fault_and_close(r);
+    const table: DenyTable = {
+      [DENY]: [550, 'Connection from you denied, bye bye.'],
+      [DENY_DISCONNECT]: [550, 'Connection from you denied, bye bye.'],
+      [DENYSOFT]: [450, 'Connection from you temporarily denied, bye bye.'],
+      [DENYSOFT_DISCONNECT]: [450, 'Connection from you temporarily denied, bye bye.'],
+    };
+    const deny = table[r.rc];
+    if (deny) {
+      this.respond(deny[0], r.msg[0] ? r.msg : [deny[1]]);
+      return this.disconnect();
+    }
+    if (r.rc === DONE) return;
+    this.respond(220, this.greeting());
+  }
+
+  greeting(): string {
+    const custom = this.config('smtpgreeting');
+    if (custom) return /(^|\W)ESMTP(\W|$)/.test(custom) ? custom : `${custom} ESMTP`;
+    return `${this.config('me')} ESMTP qpsmtpd-ts ${this.version()} ready; send us your mail, but not your spam.`;
+  }
+
+  private async handle_event(ev: ReaderEvent): Promise<void> {
+    if (ev.type === 'too_long') {
+      this.respond(500, '5.5.2 Line too long');
+      return this.after_command();
+    }
+    if (ev.type !== 'line') return; // data events cannot occur in command mode
+    let line: string;
+    try {
+      line = utf8.decode(ev.line);
+    } catch {
+      this.respond(500, '5.5.2 Invalid UTF-8 in command');
+      return this.after_command();
+    }
+    this.current_line = line;
+    await this.dispatch(line);
+  }
+
+  /** qpsmtpd's dispatch: the command word, then the rest of the line as one argument. */
+  async dispatch(line: string): Promise<void> {
+    this.log(LOGINFO, `dispatching ${this.loggable(line)}`);
+    this.connection.notes('original_string', line);
+    const sp = line.indexOf(' ');
+    const word = sp < 0 ? line : line.slice(0, sp);
+    const rest = sp < 0 ? undefined : line.slice(sp).replace(/^ +/, '');
+    const cmd = word.toLowerCase();
+    this.command_counter++;
+    if (cmd === '' || !/^\w{1,12}$/.test(cmd) || !this.commands.has(cmd)) {
+      if (cmd === 'bdat') return this.bdat();
+      await this.unrecognized(cmd, rest ?? '');
+      return this.after_command();
+    }
+    // eslint-disable-next-line no-control-regex
+    if (rest !== undefined && /[\x00-\x08\x0a-\x1f\x7f]/.test(rest)) {
+      this.respond(501, '5.5.2 Syntax error: control characters in command');
+      return this.after_command();
+    }
+    if (JUNK.has(cmd)) this.junk_commands++;
+    const entered_data = await this.run_command(cmd, rest);
+    // RFC 2920 3.1: EHLO/HELO/DATA end a group; input already behind them is not legitimate
+    // (an accepted DATA checks before its 354; a message may be followed by pipelined commands).
+    if (GROUP_ENDERS.has(cmd) && !entered_data && !this.closed && this.reader.buffered() > 0) return this.sync_error();
+    return this.after_command();
+  }
+
+  /** Runs one known command; resolves true when DATA went as far as its 354. */
+  private async run_command(cmd: string, rest: string | undefined): Promise<boolean | void> {
+    switch (cmd) {
+      case 'ehlo':
+      case 'helo':
+        return this.hello_command(cmd, rest);
+      case 'mail':
+        return this.mail(rest);
+      case 'rcpt':
+        return this.rcpt(rest);
+      case 'data':
+        return data_command(this);
+      case 'rset':
+        return this.rset();
+      case 'noop':
+        return this.noop();
+      case 'vrfy':
+        return this.vrfy();
+      case 'help':
+        return this.help(rest);
+      case 'quit':
+        return this.quit();
+      case 'auth':
+        return auth_command(this, rest);
+      default:
+        return this.unrecognized(cmd, rest ?? '');
+    }
+  }
+
+  /** AUTH PLAIN credentials are masked in logs unless loglevel is 7. */
+  loggable(line: string): string {
+    if (/^auth\s+plain\s+\S/i.test(line) && this.runtime.trace_level < 7) return line.replace(/^(auth\s+plain\s+).*/i, '$1<hidden credentials>');
+    return line;
+  }
+
+  /** R8: error replies and junk commands are counted; over a limit the session ends with 421. */
+  private async after_command(): Promise<void> {
+    if (this.closed) return;
+    const max_errors = this.limit('max_errors', 20);
+    if (max_errors && this.errors >= max_errors) {
+      this.respond(421, '4.7.0 Too many errors, closing connection');
+      return this.disconnect();
+    }
+    const max_junk = this.limit('max_junk_commands', 100);
+    if (max_junk && this.junk_commands > max_junk) {
+      this.respond(421, '4.7.0 Too many commands without mail, closing connection');
+      return this.disconnect();
+    }
+  }
+
+  /** A config file that holds a true value (not empty, not "0"), as Perl truth. */
+  config_true(name: string): boolean {
+    const v = this.config(name);
+    return !!v && v !== '0';
+  }
+
+  limit(name: string, def: number): number {
+    const v = this.config(name);
+    return v === undefined ? def : Number(v) || 0;
+  }
+
+  /** A reply for a plugin fault (throw or hook timeout): 451 4.3.0. */
+  fault_reply(r: HookResult): void {
+    this.log(LOGERROR, `answering 451 after a failure in plugin ${r.plugin ?? '?'}`);
+    this.respond(451, `4.3.0 ${FAULT_MESSAGE}`);
+  }
+
+  private async fault_and_close(r: HookResult): Promise<void> {
+    this.fault_reply(r);
+    await this.disconnect();
+  }
+
+  /**
+   * Replies to a rejection from `table` (plugin text, else the default) and disconnects for the
+   * *_DISCONNECT codes. Returns true if the result was a rejection (or a fault).
+   */
+  async deny_respond(r: HookResult, table: DenyTable): Promise<boolean> {
+    if (r.fault) {
+      this.fault_reply(r);
+      return true;
+    }
+    const row = table[r.rc];
+    if (!row) return false;
+    this.respond(row[0], r.msg[0] ? r.msg : [row[1]]);
+    if (r.rc === DENY_DISCONNECT || r.rc === DENYSOFT_DISCONNECT) await this.disconnect();
+    return true;
+  }
+
+  async sync_error(): Promise<void> {
+    this.log(LOGINFO, `client pipelined input after ${this.current_line.split(' ')[0]}: synchronization error`);
+    this.reader.discard();
+    this.respond(554, '5.5.0 Error: SMTP protocol synchronization');
+    await this.disconnect();
+  }
+
+  private async bdat(): Promise<void> {
+    // Chunk bytes follow BDAT unframed; without CHUNKING they cannot be told from commands.
+    this.reader.discard();
+    this.respond(521, '5.5.1 BDAT not supported (CHUNKING is not offered), closing connection');
+    await this.disconnect();
+  }
+
+  // -- commands ----------------------------------------------------------------------------------
+
+  private async hello_command(cmd: 'ehlo' | 'helo', rest: string | undefined): Promise<void> {
+    const p = await this.run_hooks(`${cmd}_parse`);
+    const [ok, host, ...extra] = parse_command(cmd, rest, p.parser, (l, m) => this.log(l, m));
+    if (ok !== OK || !host) {
+      this.respond(501, `${cmd} requires domain/address - see RFC-2821 4.1.1.1`);
+      return;
+    }
+    if (this.connection.hello()) {
+      // RFC 5321 4.1.4: a repeated greeting resets like RSET (qpsmtpd refused it with 503).
+      await this.reset_transaction();
+    }
+    const r = await this.run_hooks(cmd, host, ...extra);
+    if (r.rc === DONE) return;
+    const denied = await this.deny_respond(r, {
+      [DENY]: [550, 'Access denied'],
+      [DENY_DISCONNECT]: [550, 'Access denied'],
+      [DENYSOFT]: [450, 'Access temporarily denied'],
+      [DENYSOFT_DISCONNECT]: [450, 'Access temporarily denied'],
+    });
+    if (denied) return;
+    const c = this.connection;
+    c.hello(cmd);
+    c.hello_host(host);
+    const hi = `${this.config('me')} Hi ${c.remote_info() ?? ''} [${c.remote_ip() ?? ''}]`;
+    if (cmd === 'helo') {
+      this.respond(250, `${hi}; I am so happy to meet you.`);
+      return;
+    }
+    const caps: string[] = ['PIPELINING', '8BITMIME'];
+    const databytes = this.config('databytes');
+    if (databytes && Number(databytes)) caps.push(`SIZE ${databytes}`);
+    const extra_caps = this.transaction.notes('capabilities');
+    if (Array.isArray(extra_caps)) caps.push(...extra_caps.map(String));
+    const mechs = auth_mechanisms(this);
+    const offer_auth = !(this.transaction.notes('tls_enabled') && this.config_true('tls_before_auth'));
+    if (mechs.length && offer_auth) {
+      caps.push(`AUTH ${mechs.join(' ')}`);
+      this.commands.add('auth');
+    }
+    this.respond(250, hi, ...caps);
+  }
+
+  async mail(rest: string | undefined): Promise<void> {
+    await this.reset_transaction();
+    if (!this.connection.hello()) {
+      this.respond(503, 'please say hello first ...');
+      return;
+    }
+    this.log(LOGDEBUG, `full from_parameter: ${rest ?? ''}`);
+    this.connection.notes('envelope_from', rest);
+    const p = await this.run_hooks('mail_parse', rest);
+    const [ok, from_raw, ...params] = parse_command('mail', rest, p.parser, (l, m) => this.log(l, m));
+    if (ok !== OK) {
+      this.respond(501, from_raw || 'Syntax error in command');
+      return;
+    }
+    const param = params_object(params);
+    if (!this.check_size(param)) return;
+    let from = from_raw ?? '<>';
+    const pre = await this.run_hooks('mail_pre', from, param);
+    if (pre.fault) return this.fault_reply(pre);
+    if (pre.rc === OK && pre.msg[0] !== undefined) from = pre.msg[0];
+    if (!/^<.*>$/.test(from)) {
+      this.respond(501, 'could not parse your mail from command');
+      return;
+    }
+    const sender = from === '<>' || from.includes('[undefined]') || from === '<#@[]>' ? this.address('<>') : this.address(from);
+    if (!sender) {
+      this.respond(501, 'could not parse your mail from command');
+      return;
+    }
+    const r = await this.run_hooks('mail', sender, param);
+    if (r.rc === DONE) return;
+    const f = sender.format();
+    const denied = await this.deny_respond(r, {
+      [DENY]: [550, `${f}, denied`],
+      [DENYSOFT]: [450, `${f}, temporarily denied`],
+      [DENY_DISCONNECT]: [550, `${f}, denied`],
+      [DENYSOFT_DISCONNECT]: [421, `${f}, temporarily denied`],
+    });
+    if (denied) {
+      if (!r.fault) this.log(LOGINFO, `deny mail from ${f} (${r.msg.join(' ')})`);
+      return;
+    }
+    this.respond(250, `${f}, sender OK - how exciting to get mail from you!`);
+    this.transaction.sender(sender);
+  }
+
+  /** RFC 1870: a declared SIZE over `databytes` is refused at MAIL; a malformed one too. */
+  private check_size(param: Record<string, string | undefined>): boolean {
+    if (!('size' in param)) return true;
+    const v = param.size;
+    if (v === undefined || !/^\d{1,20}$/.test(v)) {
+      this.respond(501, '5.5.4 Syntax error in parameters (SIZE)');
+      return false;
+    }
+    const max = Number(this.config('databytes')) || 0;
+    if (max && Number(v) > max) {
+      this.respond(552, '5.3.4 Message size exceeds fixed maximum message size');
+      return false;
+    }
+    return true;
+  }
+
+  async rcpt(rest: string | undefined): Promise<void> {
+    this.connection.notes('envelope_rcpt', rest);
+    const p = await this.run_hooks('rcpt_parse', rest);
+    const [ok, rcpt_raw, ...params] = parse_command('rcpt', rest, p.parser, (l, m) => this.log(l, m));
+    if (ok !== OK) {
+      this.respond(501, rcpt_raw || 'Syntax error in command');
+      return;
+    }
+    if (!this.transaction.sender()) {
+      this.respond(503, 'Use MAIL before RCPT');
+      return;
+    }
+    const param = params_object(params);
+    let to = rcpt_raw ?? '';
+    const pre = await this.run_hooks('rcpt_pre', to, param);
+    if (pre.fault) return this.fault_reply(pre);
+    if (pre.rc === OK && pre.msg[0] !== undefined) to = pre.msg[0];
+    const rcpt: Address | undefined = /^<.*>$/.test(to) ? this.address(to) : undefined;
+    if (!rcpt || rcpt.format() === '<>') {
+      this.respond(501, 'could not parse recipient');
+      return;
+    }
+    const r = await this.run_hooks('rcpt', rcpt, param);
+    if (r.rc === DONE) return;
+    const denied = await this.deny_respond(r, {
+      [DENY]: [550, 'relaying denied'],
+      [DENYSOFT]: [450, 'relaying denied'],
+      [DENY_DISCONNECT]: [550, 'delivery denied'],
+      [DENYSOFT_DISCONNECT]: [421, 'relaying denied'],
+    });
+    if (denied) return;
+    if (r.rc === OK) {
+      this.respond(250, `${rcpt.format()}, recipient ok`);
+      this.transaction.add_recipient(rcpt);
+      return;
+    }
+    this.respond(450, 'No plugin decided if relaying is allowed');
+  }
+
+  async rset(): Promise<void> {
+    await this.reset_transaction();
+    this.respond(250, 'OK');
+  }
+
+  async noop(): Promise<void> {
+    const r = await this.run_hooks('noop');
+    if (r.rc === DONE) return;
+    if (r.fault) return this.fault_reply(r);
+    if (r.rc === DENY || r.rc === DENY_DISCONNECT) {
+      this.respond(500, r.msg[0] ? r.msg : ['Stop wasting my time.']);
+      if (r.rc === DENY_DISCONNECT) await this.disconnect();
+      return;
+    }
+    this.respond(250, 'OK');
+  }
+
+  async vrfy(): Promise<void> {
+    const r = await this.run_hooks('vrfy');
+    if (r.rc === DONE) return;
+    if (r.fault) return this.fault_reply(r);
+    if (r.rc === DENY) {
+      this.respond(554, r.msg[0] ? r.msg : ['Access Denied']);
+      await this.reset_transaction();
+      return;
+    }
+    if (r.rc === OK) {
+      this.respond(250, r.msg[0] ? r.msg : ['User OK']);
+      return;
+    }
+    this.respond(252, "Just try sending a mail and we'll see how it turns out ...");
+  }
+
+  async help(rest: string | undefined): Promise<void> {
+    const r = rest === undefined ? await this.run_hooks('help') : await this.run_hooks('help', rest);
+    if (r.rc === DONE) return;
+    if (r.fault) return this.fault_reply(r);
+    if (r.rc === DENY) {
+      this.respond(500, r.msg[0] ? r.msg : ['Syntax error, command not recognized']);
+      return;
+    }
+    const lines = r.msg[0]
+      ? r.msg
+      : [
+          `This is qpsmtpd-ts ${this.config('smtpgreeting') ? '' : this.version()}`,
+          'See http://smtpd.develooper.com/',
+          'To report bugs or send comments, mail to <ask@develooper.com>.',
+        ];
+    this.respond(214, ...lines);
+  }
+
+  async quit(): Promise<void> {
+    const r = await this.run_hooks('quit');
+    if (r.rc !== DONE) {
+      this.respond(221, r.msg[0] && !r.fault ? r.msg : [`${this.config('me')} closing connection. Have a wonderful day.`]);
+    }
+    await this.disconnect();
+  }
+
+  async unrecognized(cmd: string, rest: string): Promise<void> {
+    const r = await this.run_hooks('unrecognized_command', cmd, rest);
+    if (r.rc === DONE) return;
+    if (r.fault) return this.fault_reply(r);
+    if (r.rc === DENY_DISCONNECT) {
+      this.respond(521, r.msg[0] ? r.msg : ['Unrecognized command, closing connection']);
+      await this.disconnect();
+      return;
+    }
+    if (r.rc === DENY && r.msg[0]) {
+      this.respond(500, ...r.msg);
+      return;
+    }
+    this.respond(500, 'Unrecognized command');
+  }
+
+  // -- ending ------------------------------------------------------------------------------------
+
+  /**
+   * qpsmtpd's disconnect: `disconnect` hooks, note `disconnected`, `reset_transaction` hooks for
+   * a live transaction, then the connection is closed once pending replies are written.
+   */
+  async disconnect(): Promise<void> {
+    if (this.disconnected) return;
+    this.disconnected = true;
+    this.log(LOGDEBUG, 'click, disconnecting');
+    await this.run_hooks_no_respond('disconnect');
+    this.connection.notes('disconnected', 1);
+    if (this.has_transaction()) {
+      await this.run_hooks('reset_transaction');
+      await this.transaction.cleanup();
+    }
+    this.close();
+  }
+
+  /** Ends the stream after queued replies; reading stops at once. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.reader.discard();
+    this.stream.off('data', this.on_data);
+    if (!this.stream.destroyed) this.stream.end();
+    const s = this.stream;
+    // a client that never reads must not keep the socket forever
+    setTimeout(() => s.destroy(), 5000).unref();
+    this.wake?.();
+  }
+
+  /** After the conversation: end-of-session hooks whatever way it ended (qpsmtpd 1.3.4). */
+  private async finish(): Promise<void> {
+    try {
+      if (!this.disconnected) {
+        if (this.has_transaction()) await this.reset_transaction();
+        await this.run_hooks_no_respond('disconnect');
+        this.connection.notes('disconnected', 1);
+        this.disconnected = true;
+        await this.transaction.cleanup();
+      }
+      await this.run_hooks_no_respond('post-connection');
+    } catch (err) {
+      this.log(LOGERROR, `end of session: ${describe_error(err)}`);
+    } finally {
+      this.close();
+      this.connection.reset();
+    }
+  }
+
+  /** Throws when the session has ended, so nested readers (DATA, AUTH) stop. */
+  assert_open(): void {
+    if (this.closed) throw new SessionClosed();
+  }
+
+  /** Used by the DATA phase and AUTH: one more input event or a clean end of session. */
+  async next_or_close(mode: ReaderMode): Promise<ReaderEvent | null> {
+    const ev = await this.next_event(mode);
+    if (ev === null && !this.closed) this.log(LOGDEBUG, 'client closed the connection');
+    return ev;
+  }
+
+  authz_id(): string {
+    return this._authz_id ?? '';
+  }
+
+  /** A DECLINED return from a hook whose decision is optional. */
+  static declined(r: HookResult): boolean {
+    return r.rc === DECLINED || r.rc === 0;
+  }
+}
+
+/** Thrown out of input waits when the client's deadline passes. */
+export class TimeoutSignal extends Error {
+  constructor() {
+    super('client timed out');
+  }
+}
