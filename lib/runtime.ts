@@ -185,6 +185,11 @@ export class Runtime {
     return (this._hook_timeout_ms ??= (Number(this.server_qp.config('hook_timeout')) || 120) * 1000);
   }
 
+  /** Lets plugins flush and release what they hold (log files, child processes). */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.plugins.map(async (p) => (p as { close?: () => unknown }).close?.()));
+  }
+
   /** Drops cached config values (a HUP in the same process). */
   clear_cache(): void {
     this.config.clear_cache();

@@ -59,6 +59,9 @@ export class SmtpSession extends Qpsmtpd {
   closed = false;
   private eof = false;
   private wake?: () => void;
+  private interrupt?: (err: Error) => void;
+  private stop_requested = false;
+  private waiting_for_command = false;
   private deadline = 0;
   private disconnected = false;
   private tls_socket?: { getCipher(): { name: string; version?: string } | null; getProtocol?(): string | null };
@@ -150,13 +153,18 @@ export class SmtpSession extends Qpsmtpd {
     return new Promise<void>((resolve, reject) => {
       const left = this.deadline - Date.now();
       const timer = setTimeout(() => {
-        this.wake = undefined;
+        this.wake = this.interrupt = undefined;
         reject(new TimeoutSignal());
       }, Math.max(0, left));
       this.wake = () => {
         clearTimeout(timer);
-        this.wake = undefined;
+        this.wake = this.interrupt = undefined;
         resolve();
+      };
+      this.interrupt = (err) => {
+        clearTimeout(timer);
+        this.wake = this.interrupt = undefined;
+        reject(err);
       };
       this.stream.resume();
     });
@@ -203,12 +211,18 @@ export class SmtpSession extends Qpsmtpd {
       while (!this.closed) {
         this.set_deadline();
         await this.drain();
+        if (this.stop_requested) throw new ShutdownSignal();
+        this.waiting_for_command = true;
         const ev = await this.next_event('command');
+        this.waiting_for_command = false;
         if (!ev) break;
         await this.handle_event(ev);
       }
     } catch (err) {
-      if (err instanceof TimeoutSignal) {
+      if (err instanceof ShutdownSignal) {
+        this.respond(421, '4.3.2 Service shutting down, closing connection');
+        await this.disconnect();
+      } else if (err instanceof TimeoutSignal) {
         this.log(LOGINFO, 'client timed out');
         this.respond(421, '4.4.2 Connection Timed Out');
         await this.disconnect();
@@ -665,6 +679,15 @@ export class SmtpSession extends Qpsmtpd {
     }
   }
 
+  /**
+   * The server is stopping: a session waiting for a command gets 421 at once; a busy one
+   * (inside DATA or a hook) finishes its command first, unless `now`.
+   */
+  request_stop(now = false): void {
+    this.stop_requested = true;
+    if (this.waiting_for_command || now) this.interrupt?.(new ShutdownSignal());
+  }
+
   /** Throws when the session has ended, so nested readers (DATA, AUTH) stop. */
   assert_open(): void {
     if (this.closed) throw new SessionClosed();
@@ -684,6 +707,13 @@ export class SmtpSession extends Qpsmtpd {
   /** A DECLINED return from a hook whose decision is optional. */
   static declined(r: HookResult): boolean {
     return r.rc === DECLINED || r.rc === 0;
+  }
+}
+
+/** Thrown out of input waits when the server stops. */
+export class ShutdownSignal extends Error {
+  constructor() {
+    super('server shutting down');
   }
 }
 
