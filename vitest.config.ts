@@ -11,5 +11,7 @@ export default defineConfig({
     testTimeout: 30000,
     hookTimeout: 30000,
     pool: 'forks',
+    // .ci/run reads the counts from the JSON report
+    reporters: ['default', ['json', { outputFile: '.ci/results.json' }]],
   },
 });

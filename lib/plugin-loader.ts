@@ -4,6 +4,7 @@ import { register } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { HOOK_NAMES, hook_method_name } from './constants.js';
+import { PACKAGE_ROOT } from './paths.js';
 import { Plugin } from './plugin.js';
 
 export type PluginClass = new () => Plugin;
@@ -76,7 +77,9 @@ function ensure_module_hooks(): void {
   if (hooks_registered || import.meta.url.endsWith('.ts')) return;
   hooks_registered = true;
   const entry = new URL('./index.js', import.meta.url).href;
-  register(new URL('./ts-module-hooks.js', import.meta.url), { data: { entry } });
+  const built_lib = new URL('./', import.meta.url).href;
+  const source_lib = pathToFileURL(path.join(PACKAGE_ROOT, 'lib') + '/').href;
+  register(new URL('./ts-module-hooks.js', import.meta.url), { data: { entry, source_lib, built_lib } });
 }
 
 export async function import_plugin_class(file: string): Promise<PluginClass> {

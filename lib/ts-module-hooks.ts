@@ -5,9 +5,11 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 let entry = '';
+let source_lib = '';
+let built_lib = '';
 
-export async function initialize(data: { entry: string }): Promise<void> {
-  entry = data.entry;
+export async function initialize(data: { entry: string; source_lib: string; built_lib: string }): Promise<void> {
+  ({ entry, source_lib, built_lib } = data);
 }
 
 type Next<T> = (...args: any[]) => Promise<T>;
@@ -17,9 +19,13 @@ export async function resolve(specifier: string, context: unknown, next: Next<{ 
   try {
     return await next(specifier, context);
   } catch (err) {
+    if (!/^\.\.?\//.test(specifier) || !specifier.endsWith('.js')) throw err;
+    const parent = (context as { parentURL?: string }).parentURL;
+    const target = parent ? new URL(specifier, parent).href : '';
+    // a package plugin run from source imports ../lib/x.js: use the running (built) copy
+    if (source_lib && target.startsWith(source_lib)) return { url: built_lib + target.slice(source_lib.length), shortCircuit: true };
     // `import './helper.js'` from a .ts plugin whose sibling is helper.ts
-    if (/^\.\.?\//.test(specifier) && specifier.endsWith('.js')) return next(specifier.slice(0, -3) + '.ts', context);
-    throw err;
+    return next(specifier.slice(0, -3) + '.ts', context);
   }
 }
 
