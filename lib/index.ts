@@ -15,3 +15,4 @@ export { DnsClient, type DnsAnswer, type DnsOptions, type MxRecord } from './dns
 export { is_localhost, is_valid_ip, is_ipv6, tildeexp } from './base.js';
 export { format_log_line, sanitize_log_text } from './log.js';
 export { VERSION } from './paths.js';
+export * from './auth.js';

@@ -1,5 +1,5 @@
 // End-to-end tests of bin/qpsmtpd-ts against real sockets on loopback.
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -221,6 +221,54 @@ describe('the server', () => {
     expect(Date.now() - started).toBeLessThan(5000);
     await new Promise((r) => setTimeout(r, 500));
     expect(queued(s)).toHaveLength(0);
+  });
+});
+
+describe('process management', () => {
+  it('--detach returns once the server listens in the background; stop ends it', async () => {
+    const s = setup();
+    const r = await run_cli(['start', '--detach', '--config', s.dir, '-l', '127.0.0.1', '-p', '0', '--pid-file', s.pidfile, '--workers', '1']);
+    expect(r.code).toBe(0);
+    const pid = Number(/background \(pid (\d+)\)/.exec(r.out)?.[1]);
+    expect(readFileSync(s.pidfile, 'utf8').trim()).toBe(String(pid));
+    expect((await run_cli(['status', '--pid-file', s.pidfile])).code).toBe(0);
+    expect((await run_cli(['stop', '--pid-file', s.pidfile])).code).toBe(0);
+    expect((await run_cli(['status', '--pid-file', s.pidfile])).code).toBe(3);
+  });
+
+  it('replaces a worker after --worker-sessions sessions; clients never notice', async () => {
+    const s = setup();
+    const d = await daemon(s, ['--worker-sessions', '2']);
+    const [first] = d.workers();
+    for (let i = 0; i < 2; i++) {
+      const c = await connect(d.port);
+      expect((await c.reply())!.code).toBe(220);
+      await c.cmd('QUIT');
+    }
+    await wait_for(() => d.workers().length === 1 && d.workers()[0] !== first, 10000, 'recycled worker');
+    const c = await transaction(d.port);
+    c.send('.\r\n');
+    expect((await c.reply())!.code).toBe(250);
+  });
+
+  it('--user drops privileges after binding a port below 1024 (run as root)', async () => {
+    expect(process.getuid!()).toBe(0); // the test environment runs as root; without it this test cannot show anything
+    const s = setup();
+    for (const d of [s.dir, path.dirname(s.pidfile)]) chmodSync(d, 0o755);
+    chmodSync(s.maildir, 0o777);
+    chmodSync(readFileSync(path.join(s.dir, 'spool_dir'), 'utf8').trim(), 0o777);
+    const port = 1000 + Math.floor(Math.random() * 23);
+    const d = await start_daemon(['--config', s.dir, '-l', '127.0.0.1', '-p', String(port), '--pid-file', s.pidfile, '--workers', '1', '-u', 'nobody']);
+    running.push(d);
+    expect(d.port).toBe(port);
+    const uid_of = (pid: number) => /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1];
+    const nobody = /^nobody:[^:]*:(\d+):/m.exec(readFileSync('/etc/passwd', 'utf8'))![1];
+    expect(uid_of(d.pid)).toBe(nobody);
+    expect(uid_of(d.workers()[0]!)).toBe(nobody);
+    const c = await transaction(port);
+    c.send('.\r\n');
+    expect((await c.reply())!.code).toBe(250);
+    expect(String(statSync(path.join(s.maildir, 'new', queued(s)[0]!)).uid)).toBe(nobody);
   });
 });
 

@@ -57,6 +57,8 @@ export class Master {
   private respawn_timer?: NodeJS.Timeout;
   private waiting: Pending[] = [];
   private exit_resolve?: () => void;
+  private mark_ready!: () => void;
+  private readonly ready = new Promise<void>((r) => (this.mark_ready = r));
   readonly exited = new Promise<void>((r) => (this.exit_resolve = r));
 
   constructor(readonly opts: DaemonOptions) {}
@@ -72,12 +74,23 @@ export class Master {
     return rt;
   }
 
-  /** Loads plugins, binds, drops privileges, starts the workers. Throws on any failure. */
+  /**
+   * Binds, drops privileges, loads plugins (as the final user, as qpsmtpd does), starts the
+   * workers. Throws on any failure, with nothing left listening.
+   */
   async start(): Promise<void> {
-    this.runtime = await this.load_runtime();
     if (this.opts.pid_file) claim_pid_file(this.opts.pid_file);
-    for (const spec of this.opts.listen) this.servers.push(await this.bind(spec));
-    if (this.opts.user) drop_privileges(this.opts.user);
+    try {
+      for (const spec of this.opts.listen) this.servers.push(await this.bind(spec));
+      if (this.opts.user) drop_privileges(this.opts.user);
+      this.runtime = await this.load_runtime();
+    } catch (err) {
+      for (const s of this.servers) s.close();
+      if (this.opts.pid_file) remove_pid_file(this.opts.pid_file);
+      throw err;
+    }
+    for (const a of this.addresses()) this.log(LOGINFO, `Listening on ${a.host}:${a.port}`);
+    this.mark_ready();
     for (let i = 0; i < this.opts.workers; i++) this.spawn();
     process.on('SIGHUP', () => void this.reload());
     process.on('SIGTERM', () => void this.shutdown('TERM'));
@@ -93,13 +106,12 @@ export class Master {
   }
 
   private bind(spec: ListenSpec): Promise<net.Server> {
-    const server = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket, spec));
-    server.on('error', (err) => this.log(LOGERROR, `listener ${spec.host}:${spec.port}: ${err.message}`));
+    // sockets accepted before the plugins are loaded wait for them (still paused)
+    const server = net.createServer({ pauseOnConnect: true }, (socket) => void this.ready.then(() => this.accept(socket, spec)));
     return new Promise((resolve, reject) => {
       server.once('error', (err) => reject(new Error(`Creating TCP socket ${spec.host}:${spec.port}: ${err.message}`)));
       server.listen({ host: spec.host, port: spec.port, backlog: 511 }, () => {
-        const a = server.address() as net.AddressInfo;
-        this.log(LOGINFO, `Listening on ${a.address}:${a.port}${spec.tls ? ' (SMTPS)' : ''}`);
+        server.on('error', (err) => this.log(LOGERROR, `listener ${spec.host}:${spec.port}: ${err.message}`));
         resolve(server);
       });
     });

@@ -7,6 +7,7 @@ import { LOGDEBUG } from '../constants.js';
 import { Connection, normalize_ip } from '../connection.js';
 import type { Runtime } from '../runtime.js';
 import { SmtpSession } from '../smtp/session.js';
+import { ident_lookup } from './ident.js';
 
 export interface ServeOptions {
   /** `-H/--no-rdns`: skip the PTR lookup; remote_host is `[ip]`. */
@@ -32,13 +33,29 @@ export async function remote_host_for(runtime: Runtime, ip: string): Promise<str
 
 export async function connection_for(runtime: Runtime, socket: net.Socket, opts: ServeOptions = {}): Promise<Connection> {
   const remote_ip = normalize_ip(socket.remoteAddress ?? '');
-  const remote_host = opts.no_rdns ? `[${remote_ip}]` : await remote_host_for(runtime, remote_ip);
+  const local_ip = normalize_ip(socket.localAddress ?? '');
+  const qp = runtime.server_qp;
+  const ident_on = !!qp.config('ident') && qp.config('ident') !== '0';
+  // rDNS and ident run side by side, each under its own deadline
+  const [remote_host, ident] = await Promise.all([
+    opts.no_rdns ? `[${remote_ip}]` : remote_host_for(runtime, remote_ip),
+    ident_on
+      ? ident_lookup({
+          remote_ip,
+          remote_port: socket.remotePort ?? 0,
+          local_ip,
+          local_port: socket.localPort ?? 0,
+          port: Number(qp.config('ident_port')) || 113,
+          timeout_ms: (Number(qp.config('ident_timeout')) || 2) * 1000,
+        })
+      : undefined,
+  ]);
   return new Connection().start({
     remote_ip,
     remote_port: socket.remotePort,
     remote_host,
-    remote_info: remote_host,
-    local_ip: normalize_ip(socket.localAddress ?? ''),
+    remote_info: ident ? `${ident}@${remote_host}` : remote_host,
+    local_ip,
     local_port: socket.localPort,
   });
 }
