@@ -5,8 +5,11 @@ import type { Runtime } from '../runtime.js';
 
 export function tls_context_for(runtime: Runtime): tls.SecureContext | undefined {
   for (const p of runtime.plugins) {
-    const ctx = (p as unknown as { secure_context?: tls.SecureContext }).secure_context;
-    if (ctx) return ctx;
+    const get = (p as unknown as { secure_context?: () => tls.SecureContext | undefined }).secure_context;
+    if (typeof get === 'function') {
+      const ctx = get.call(p);
+      if (ctx) return ctx;
+    }
   }
   const cert = runtime.server_qp.config('tls_cert');
   const key = runtime.server_qp.config('tls_key');
