@@ -9,6 +9,7 @@ export { Config, ConfigError } from './config.js';
 export { dsn, type DsnHelper, type DsnName, type DsnResult } from './dsn.js';
 export { Hooks, HookTimeoutError, type HookResult, type HookEntry, type ParserFn } from './hooks.js';
 export { Qpsmtpd } from './qpsmtpd.js';
+export { SmtpSession } from './smtp/session.js';
 export { Runtime, type RuntimeOptions } from './runtime.js';
 export { PluginLoadError, plugin_name_for } from './plugin-loader.js';
 export { DnsClient, type DnsAnswer, type DnsOptions, type MxRecord } from './dns.js';

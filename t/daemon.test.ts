@@ -224,6 +224,17 @@ describe('the server', () => {
   });
 });
 
+describe('pre-connection in the master', () => {
+  it('connection notes set by pre-connection hooks reach the session in the worker', async () => {
+    const s = setup();
+    writeFileSync(path.join(s.dir, 'plugins'), `pre_note\naccept_all\nqueue/maildir ${s.maildir}\n`);
+    const d = await daemon(s);
+    const c = await connect(d.port);
+    await c.reply();
+    expect(await c.cmd('HELO x.test')).toMatchObject({ code: 550, text: 'note: saw 127.0.0.1' });
+  });
+});
+
 describe('process management', () => {
   it('--detach returns once the server listens in the background; stop ends it', async () => {
     const s = setup();

@@ -7,7 +7,8 @@ export interface WorkerConfig {
 }
 
 export type ToWorker =
-  | { t: 'conn'; id: number; tls: boolean }
+  /** notes: connection notes set by pre-connection hooks in the master (JSON values). */
+  | { t: 'conn'; id: number; tls: boolean; notes?: Record<string, unknown> }
   | { t: 'retire' }
   | { t: 'shutdown'; grace_ms: number };
 

@@ -42,6 +42,20 @@ interface Pending {
   ip: string;
   socket: net.Socket;
   spec: ListenSpec;
+  notes?: Record<string, unknown>;
+}
+
+/** Connection notes that survive the trip to the worker (JSON values only). */
+function json_notes(notes: Record<string, unknown>): Record<string, unknown> | undefined {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(notes)) {
+    try {
+      if (v !== undefined && JSON.stringify(v) !== undefined) out[k] = JSON.parse(JSON.stringify(v));
+    } catch {
+      /* not serialisable: stays in the master */
+    }
+  }
+  return Object.keys(out).length ? out : undefined;
 }
 
 export class Master {
@@ -206,7 +220,7 @@ export class Master {
     this.count(ip, +1);
     let refusal: string | undefined;
     try {
-      refusal = await this.pre_connection(socket, ip);
+      refusal = await this.pre_connection(socket, ip, conn);
     } catch (err) {
       this.log(LOGERROR, `pre-connection: ${describe_error(err)}`);
       refusal = '451 4.3.0 Internal error - try again later';
@@ -226,7 +240,7 @@ export class Master {
   }
 
   /** pre-connection hooks in the master, as qpsmtpd-forkserver runs them. */
-  private async pre_connection(socket: net.Socket, ip: string): Promise<string | undefined> {
+  private async pre_connection(socket: net.Socket, ip: string, conn: Pending): Promise<string | undefined> {
     if (!this.runtime.hooks.has('pre-connection')) return undefined;
     const qp = new Qpsmtpd(this.runtime);
     const child_addrs: string[] = [];
@@ -239,6 +253,7 @@ export class Master {
       max_conn_ip: this.opts.max_from_ip,
       child_addrs,
     });
+    conn.notes = json_notes(qp.connection.all_notes());
     if (r.fault) return '451 4.3.0 Internal error - try again later';
     if (r.rc === DENYSOFT || r.rc === DENYSOFT_DISCONNECT) return `451 ${r.msg[0] || 'Sorry, try again later'}`;
     if (r.rc === DENY || r.rc === DENY_DISCONNECT) return `550 ${r.msg[0] || 'Sorry, service not available for you'}`;
@@ -256,7 +271,7 @@ export class Master {
     }
     w.sessions.set(id, ip);
     w.served++;
-    const msg: ToWorker = { t: 'conn', id, tls: !!spec.tls };
+    const msg: ToWorker = { t: 'conn', id, tls: !!spec.tls, ...(conn.notes ? { notes: conn.notes } : {}) };
     w.child.send(msg, socket, { keepOpen: false }, (err) => {
       if (err) {
         this.log(LOGERROR, `handing a connection to worker ${w.child.pid}: ${err.message}`);

@@ -15,6 +15,8 @@ export interface ServeOptions {
   /** Implicit TLS (SMTPS): the socket is wrapped before the greeting. */
   tls_context?: tls.SecureContext;
   tls_handshake_timeout_ms?: number;
+  /** Connection notes set before the session (by pre-connection hooks in the master). */
+  notes?: Record<string, unknown>;
   /** Told about each session as it starts (the worker keeps them for shutdown). */
   on_session?: (session: SmtpSession) => void;
 }
@@ -67,6 +69,7 @@ export async function serve_socket(runtime: Runtime, socket: net.Socket, opts: S
   socket.on('error', () => {});
   try {
     const connection = await connection_for(runtime, socket, opts);
+    for (const [k, v] of Object.entries(opts.notes ?? {})) connection.notes(k, v);
     let stream: Duplex = socket;
     if (opts.tls_context) {
       const secure = await implicit_tls(socket, opts.tls_context, opts.tls_handshake_timeout_ms ?? 10000);

@@ -27,7 +27,7 @@ function maybe_exit(): void {
   }
 }
 
-async function serve(id: number, socket: net.Socket, use_tls: boolean): Promise<void> {
+async function serve(id: number, socket: net.Socket, use_tls: boolean, notes?: Record<string, unknown>): Promise<void> {
   active++;
   try {
     if (!runtime) throw new Error('worker not ready');
@@ -38,6 +38,7 @@ async function serve(id: number, socket: net.Socket, use_tls: boolean): Promise<
     }
     await serve_socket(runtime, socket, {
       no_rdns: cfg.no_rdns,
+      ...(notes ? { notes } : {}),
       ...(use_tls && tls_context ? { tls_context } : {}),
       on_session: (s) => {
         sessions.add(s);
@@ -63,7 +64,7 @@ function shutdown(grace_ms: number): void {
 }
 
 process.on('message', (msg: ToWorker, handle?: net.Socket) => {
-  if (msg.t === 'conn' && handle) void serve(msg.id, handle, msg.tls);
+  if (msg.t === 'conn' && handle) void serve(msg.id, handle, msg.tls, msg.notes);
   else if (msg.t === 'retire') {
     retiring = true;
     maybe_exit();
