@@ -42,6 +42,7 @@ import {
   PluginArgumentError,
   type Transaction,
 } from '../lib/index.js';
+import { perl_regex } from '../lib/perl-regex.js';
 import { reverse_name, type DnsAnswer } from '../lib/dns.js';
 
 /** A failed test: [smtp message, log message]. */
@@ -57,46 +58,6 @@ const TESTS: Record<(typeof POLICIES)[number], readonly string[]> = {
 
 /** Characters that make a badhelo line a regular expression (qpsmtpd's list). */
 const REGEX_CHARS = /[{}[\]()^$|*+?\\!]/;
-
-// A compile cache for config patterns (a pure function of the text; no session state).
-const compiled = new Map<string, RegExp | Error>();
-
-/**
- * A Perl pattern as a JS RegExp: `\A` → `^`, `\z`/`\Z` → `$`, a leading `(?i)` → flag i.
- * Throws (a SyntaxError or Error) for what JS cannot compile.
- */
-export function perl_regex(src: string, flags = ''): RegExp {
-  const key = `${flags}/${src}`;
-  let re = compiled.get(key);
-  if (!re) {
-    try {
-      let s = src;
-      let f = flags;
-      const m = /^\(\?([a-z]+)\)/.exec(s);
-      if (m) {
-        if (!/^i+$/.test(m[1]!)) throw new Error(`unsupported inline modifier (?${m[1]})`);
-        if (!f.includes('i')) f += 'i';
-        s = s.slice(m[0].length);
-      }
-      let out = '';
-      for (let i = 0; i < s.length; i++) {
-        const c = s[i]!;
-        if (c === '\\' && i + 1 < s.length) {
-          const n = s[i + 1]!;
-          out += n === 'A' ? '^' : n === 'z' || n === 'Z' ? '$' : c + n;
-          i++;
-        } else out += c;
-      }
-      re = new RegExp(out, f);
-    } catch (e) {
-      re = e instanceof Error ? e : new Error(String(e));
-    }
-    if (compiled.size > 1000) compiled.clear();
-    compiled.set(key, re);
-  }
-  if (re instanceof Error) throw re;
-  return re;
-}
 
 /** The IP inside an address literal (`[1.2.3.4]`, `[IPv6:2001:db8::1]`), if it is one. */
 function literal_ip(host: string): string | undefined {
