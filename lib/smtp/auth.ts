@@ -4,6 +4,7 @@
 import { randomInt } from 'node:crypto';
 import { DECLINED, DENY, OK } from '../constants.js';
 import { parse_command } from './command.js';
+import { has_text } from './reply.js';
 import type { SmtpSession } from './session.js';
 
 /** Mechanisms in a fixed order (qpsmtpd printed them in Perl hash order). */
@@ -122,6 +123,7 @@ async function cram_md5(s: SmtpSession): Promise<Credentials> {
 /** The AUTH command. */
 export async function auth_command(s: SmtpSession, rest: string | undefined): Promise<void> {
   const p = await s.run_hooks('auth_parse', rest);
+  if (p.fault) return s.fault_reply(p);
   const [ok, mech_raw, ...stuff] = parse_command('auth', rest, p.parser, (l, m) => s.log(l, m));
   if (ok !== OK) {
     s.respond(501, mech_raw || 'Syntax error in command');
@@ -173,7 +175,7 @@ async function decide(s: SmtpSession, mech: string, c: Credentials): Promise<voi
   s._authz_id = c.authz || undefined;
   if (r.rc === OK && !r.fault) {
     s._auth = OK;
-    s.respond(235, `${MECH} authentication successful for ${user}${r.msg[0] ? ` - ${r.msg[0]}` : ''}`);
+    s.respond(235, `${MECH} authentication successful for ${user}${has_text(r.msg) ? ` - ${r.msg[0]}` : ''}`);
     s.connection.relay_client(1);
     if (s.connection.notes('naughty')) s.connection.notes('naughty', 0);
     return;
@@ -181,5 +183,5 @@ async function decide(s: SmtpSession, mech: string, c: Credentials): Promise<voi
   s._auth = DENY;
   s.auth_failures++;
   if (r.fault) return s.fault_reply(r);
-  s.respond(535, `${MECH} authentication failed for ${user} from ${s.connection.remote_ip() ?? ''}${r.msg[0] ? ` - ${r.msg[0]}` : ''}`);
+  s.respond(535, `${MECH} authentication failed for ${user} from ${s.connection.remote_ip() ?? ''}${has_text(r.msg) ? ` - ${r.msg[0]}` : ''}`);
 }

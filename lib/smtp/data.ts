@@ -13,7 +13,9 @@ import {
   OK,
 } from '../constants.js';
 import { MailHeader } from '../header.js';
+import type { HookResult } from '../hooks.js';
 import { add_authentication_results, add_received_line, clean_authentication_results } from './headers.js';
+import { has_text, message_or } from './reply.js';
 import type { SmtpSession } from './session.js';
 
 const NL = 0x0a;
@@ -59,6 +61,8 @@ async function receive(s: SmtpSession): Promise<boolean> {
   let at_line_start = true;
   const header_parts: Buffer[] = [];
   let header_bytes = 0;
+  /** A data_headers_end plugin failed: the message is read to its end, then refused with 451. */
+  let fault: HookResult | undefined;
 
   const end_headers = async (): Promise<boolean> => {
     in_header = false;
@@ -66,10 +70,11 @@ async function receive(s: SmtpSession): Promise<boolean> {
     header_parts.length = 0;
     const r = await s.run_hooks('data_headers_end');
     if (r.rc === DENY_DISCONNECT || r.rc === DENYSOFT_DISCONNECT) {
-      s.respond(r.rc === DENY_DISCONNECT ? 554 : 421, r.msg[0] || (r.rc === DENY_DISCONNECT ? 'Message denied' : 'Message denied temporarily'));
+      s.respond(r.rc === DENY_DISCONNECT ? 554 : 421, has_text(r.msg) ? r.msg[0] : r.rc === DENY_DISCONNECT ? 'Message denied' : 'Message denied temporarily');
       await s.disconnect();
       return false;
     }
+    if (r.fault) fault = r;
     txn.set_body_start();
     return true;
   };
@@ -122,6 +127,11 @@ async function receive(s: SmtpSession): Promise<boolean> {
       await write(chunk);
     }
   }
+  if (fault) {
+    s.fault_reply(fault);
+    await s.reset_transaction();
+    return false;
+  }
   if (max && size > max) {
     s.log(LOGALERT, `Message too big: size: ${size} (max size: ${max})`);
     s.respond(552, 'Message too big!');
@@ -135,9 +145,12 @@ async function receive(s: SmtpSession): Promise<boolean> {
 async function finish_message(s: SmtpSession): Promise<void> {
   const txn = s.transaction;
   const header = txn.header() ?? txn.header(new MailHeader())!;
-  await s.run_hooks('data_post_headers');
+  // results are ignored (qpsmtpd), but a failing plugin must not let the message through
+  const post_headers = await s.run_hooks('data_post_headers');
+  if (post_headers.fault) return fault_and_reset(s, post_headers);
   clean_authentication_results(s, header);
-  await add_received_line(s, header);
+  const received = await add_received_line(s, header);
+  if (received.fault) return fault_and_reset(s, received);
   add_authentication_results(s, header);
   const r = await s.run_hooks('data_post');
   if (r.rc === DONE) return;
@@ -154,6 +167,11 @@ async function finish_message(s: SmtpSession): Promise<void> {
   await queue(s);
 }
 
+async function fault_and_reset(s: SmtpSession, r: HookResult): Promise<void> {
+  s.fault_reply(r);
+  await s.reset_transaction();
+}
+
 async function queue(s: SmtpSession): Promise<void> {
   const pre = await s.run_hooks('queue_pre');
   if (pre.rc === DONE) return;
@@ -168,10 +186,10 @@ async function queue(s: SmtpSession): Promise<void> {
   await s.reset_transaction();
   if (r.rc === DONE) return;
   if (r.fault) s.fault_reply(r);
-  else if (r.rc === OK) s.respond(250, r.msg[0] ? r.msg : ['Queued']);
-  else if (r.rc === DENY) s.respond(552, r.msg[0] ? r.msg : ['Message denied']);
-  else if (r.rc === DENYSOFT) s.respond(452, r.msg[0] ? r.msg : ['Message denied temporarily']);
-  else s.respond(451, r.msg[0] ? r.msg : ['Queuing declined or disabled; try again later']);
+  else if (r.rc === OK) s.respond(250, message_or(r.msg, 'Queued'));
+  else if (r.rc === DENY) s.respond(552, message_or(r.msg, 'Message denied'));
+  else if (r.rc === DENYSOFT) s.respond(452, message_or(r.msg, 'Message denied temporarily'));
+  else s.respond(451, message_or(r.msg, 'Queuing declined or disabled; try again later'));
   if (r.rc === OK && !r.fault) s.junk_commands = 0;
   const post = await s.run_hooks('queue_post');
   if (post.rc !== OK && post.rc !== 0 && post.msg.length) s.log(LOGERROR, ...post.msg);

@@ -2,6 +2,7 @@
 // and the cleaning of Authentication-Results a client brought along.
 import { LOGDEBUG, OK } from '../constants.js';
 import type { MailHeader } from '../header.js';
+import type { HookResult } from '../hooks.js';
 import { strftime } from '../strftime.js';
 import type { SmtpSession } from './session.js';
 
@@ -21,7 +22,8 @@ export function transmission_type(s: SmtpSession): string {
   return proto;
 }
 
-export async function add_received_line(s: SmtpSession, header: MailHeader): Promise<void> {
+/** Adds the Received header; returns the received_line hook result (a fault means: refuse). */
+export async function add_received_line(s: SmtpSession, header: MailHeader): Promise<HookResult> {
   const proto = transmission_type(s);
   const cipher = s.tls_cipher();
   const tls_comment = s.tls_active() && proto !== 'SMTP' ? `(${cipher} encrypted)` : '';
@@ -38,6 +40,7 @@ export async function add_received_line(s: SmtpSession, header: MailHeader): Pro
       strftime('%a, %d %b %Y %H:%M:%S %z');
   }
   header.add('Received', value, 0);
+  return r;
 }
 
 export function add_authentication_results(s: SmtpSession, header: MailHeader): void {

@@ -17,7 +17,8 @@ export function sanitize_reply_text(text: string): string {
  */
 export function reply_lines(lines: readonly unknown[]): string[] {
   const out: string[] = [];
-  for (const l of lines) {
+  // a hook's message list may be passed as one argument: respond(550, r.msg)
+  for (const l of lines.flat()) {
     if (l === undefined || l === null) break;
     const parts = String(l).split('\n');
     let stop = false;
@@ -31,6 +32,17 @@ export function reply_lines(lines: readonly unknown[]): string[] {
     if (stop) break;
   }
   return out;
+}
+
+/** Whether a plugin message prints anything: Perl truth of its first line (not undef, '' or '0'). */
+export function has_text(msg: readonly string[]): boolean {
+  const first = msg[0];
+  return first !== undefined && first !== '' && first !== '0';
+}
+
+/** The plugin's message lines, or the hook's default text when they would print nothing. */
+export function message_or(msg: readonly string[], def: string): readonly string[] {
+  return has_text(msg) ? msg : [def];
 }
 
 /** `code-line` … `code line` CRLF-terminated, in one string. */

@@ -23,7 +23,7 @@ import { auth_command, auth_mechanisms } from './auth.js';
 import { parse_command, params_object } from './command.js';
 import { data_command } from './data.js';
 import { LineReader, type ReaderEvent, type ReaderMode } from './line-reader.js';
-import { format_reply, reply_lines } from './reply.js';
+import { format_reply, has_text, message_or, reply_lines } from './reply.js';
 
 /** How a rejection code maps to a reply: `[smtp code, default text]` per return code. */
 export type DenyTable = Partial<Record<number, readonly [number, string]>>;
@@ -170,6 +170,26 @@ export class SmtpSession extends Qpsmtpd {
     });
   }
 
+  /**
+   * True if the client sends anything within `wait_ms` without being asked (earlytalker).
+   * Bytes that arrive stay buffered for the normal command reading.
+   */
+  async input_pending(wait_ms: number): Promise<boolean> {
+    if (this.reader.buffered() > 0) return true;
+    if (this.eof || this.closed) return false;
+    const saved = this.deadline;
+    this.deadline = Date.now() + wait_ms;
+    try {
+      await this.wait_for_input();
+    } catch (err) {
+      if (!(err instanceof TimeoutSignal)) throw err;
+    } finally {
+      this.deadline = saved;
+      this.stream.pause();
+    }
+    return this.reader.buffered() > 0;
+  }
+
   /** Writes a reply (qpsmtpd respond): lines after the first empty one are dropped. */
   respond(code: number, ...lines: unknown[]): boolean {
     const msgs = reply_lines(lines);
@@ -249,7 +269,7 @@ export class SmtpSession extends Qpsmtpd {
     };
     const deny = table[r.rc];
     if (deny) {
-      this.respond(deny[0], r.msg[0] ? r.msg : [deny[1]]);
+      this.respond(deny[0], message_or(r.msg, deny[1]));
       return this.disconnect();
     }
     if (r.rc === DONE) return;
@@ -389,7 +409,7 @@ export class SmtpSession extends Qpsmtpd {
     }
     const row = table[r.rc];
     if (!row) return false;
-    this.respond(row[0], r.msg[0] ? r.msg : [row[1]]);
+    this.respond(row[0], message_or(r.msg, row[1]));
     if (r.rc === DENY_DISCONNECT || r.rc === DENYSOFT_DISCONNECT) await this.disconnect();
     return true;
   }
@@ -412,6 +432,7 @@ export class SmtpSession extends Qpsmtpd {
 
   private async hello_command(cmd: 'ehlo' | 'helo', rest: string | undefined): Promise<void> {
     const p = await this.run_hooks(`${cmd}_parse`);
+    if (p.fault) return this.fault_reply(p);
     const [ok, host, ...extra] = parse_command(cmd, rest, p.parser, (l, m) => this.log(l, m));
     if (ok !== OK || !host) {
       this.respond(501, `${cmd} requires domain/address - see RFC-2821 4.1.1.1`);
@@ -461,6 +482,7 @@ export class SmtpSession extends Qpsmtpd {
     this.log(LOGDEBUG, `full from_parameter: ${rest ?? ''}`);
     this.connection.notes('envelope_from', rest);
     const p = await this.run_hooks('mail_parse', rest);
+    if (p.fault) return this.fault_reply(p);
     const [ok, from_raw, ...params] = parse_command('mail', rest, p.parser, (l, m) => this.log(l, m));
     if (ok !== OK) {
       this.respond(501, from_raw || 'Syntax error in command');
@@ -517,6 +539,7 @@ export class SmtpSession extends Qpsmtpd {
   async rcpt(rest: string | undefined): Promise<void> {
     this.connection.notes('envelope_rcpt', rest);
     const p = await this.run_hooks('rcpt_parse', rest);
+    if (p.fault) return this.fault_reply(p);
     const [ok, rcpt_raw, ...params] = parse_command('rcpt', rest, p.parser, (l, m) => this.log(l, m));
     if (ok !== OK) {
       this.respond(501, rcpt_raw || 'Syntax error in command');
@@ -563,7 +586,7 @@ export class SmtpSession extends Qpsmtpd {
     if (r.rc === DONE) return;
     if (r.fault) return this.fault_reply(r);
     if (r.rc === DENY || r.rc === DENY_DISCONNECT) {
-      this.respond(500, r.msg[0] ? r.msg : ['Stop wasting my time.']);
+      this.respond(500, message_or(r.msg, 'Stop wasting my time.'));
       if (r.rc === DENY_DISCONNECT) await this.disconnect();
       return;
     }
@@ -575,12 +598,12 @@ export class SmtpSession extends Qpsmtpd {
     if (r.rc === DONE) return;
     if (r.fault) return this.fault_reply(r);
     if (r.rc === DENY) {
-      this.respond(554, r.msg[0] ? r.msg : ['Access Denied']);
+      this.respond(554, message_or(r.msg, 'Access Denied'));
       await this.reset_transaction();
       return;
     }
     if (r.rc === OK) {
-      this.respond(250, r.msg[0] ? r.msg : ['User OK']);
+      this.respond(250, message_or(r.msg, 'User OK'));
       return;
     }
     this.respond(252, "Just try sending a mail and we'll see how it turns out ...");
@@ -591,10 +614,10 @@ export class SmtpSession extends Qpsmtpd {
     if (r.rc === DONE) return;
     if (r.fault) return this.fault_reply(r);
     if (r.rc === DENY) {
-      this.respond(500, r.msg[0] ? r.msg : ['Syntax error, command not recognized']);
+      this.respond(500, message_or(r.msg, 'Syntax error, command not recognized'));
       return;
     }
-    const lines = r.msg[0]
+    const lines = has_text(r.msg)
       ? r.msg
       : [
           `This is qpsmtpd-ts ${this.config('smtpgreeting') ? '' : this.version()}`,
@@ -607,7 +630,8 @@ export class SmtpSession extends Qpsmtpd {
   async quit(): Promise<void> {
     const r = await this.run_hooks('quit');
     if (r.rc !== DONE) {
-      this.respond(221, r.msg[0] && !r.fault ? r.msg : [`${this.config('me')} closing connection. Have a wonderful day.`]);
+      const bye = `${this.config('me')} closing connection. Have a wonderful day.`;
+      this.respond(221, r.fault ? bye : message_or(r.msg, bye));
     }
     await this.disconnect();
   }
@@ -617,11 +641,11 @@ export class SmtpSession extends Qpsmtpd {
     if (r.rc === DONE) return;
     if (r.fault) return this.fault_reply(r);
     if (r.rc === DENY_DISCONNECT) {
-      this.respond(521, r.msg[0] ? r.msg : ['Unrecognized command, closing connection']);
+      this.respond(521, message_or(r.msg, 'Unrecognized command, closing connection'));
       await this.disconnect();
       return;
     }
-    if (r.rc === DENY && r.msg[0]) {
+    if (r.rc === DENY && has_text(r.msg)) {
       this.respond(500, ...r.msg);
       return;
     }
