@@ -6,10 +6,14 @@ import type { HookResult } from '../hooks.js';
 import { strftime } from '../strftime.js';
 import type { SmtpSession } from './session.js';
 
-/** Client-supplied text in a header: control characters and 8-bit bytes become `?`. */
+/**
+ * Client-supplied text in a header: control characters and 8-bit bytes become `?`, and so do
+ * the characters that would end or nest a comment (`(`, `)`, `\\`), so a HELO name such as
+ * `a(b)c` cannot make the Received line malformed.
+ */
 function header_safe(text: string | undefined): string {
   // eslint-disable-next-line no-control-regex
-  return (text ?? '').replace(/[\x00-\x1f\x7f-\uffff]/g, '?');
+  return (text ?? '').replace(/[\x00-\x1f\x7f-\uffff()\\]/g, '?');
 }
 
 /** RFC 3848 protocol name: SMTP/ESMTP plus S (TLS) and A (AUTH) for ESMTP; LMTP likewise. */
