@@ -140,6 +140,8 @@ async function check_config(values: RawOptions): Promise<number> {
   await rt.close();
   process.stdout.write(`config: ${rt.config.config_dir('plugins')}\nplugin dirs: ${rt.plugin_dirs.join(', ')}\n`);
   if (!problems.length) return print(`OK: ${loaded} plugin${loaded === 1 ? '' : 's'} loaded`, 0);
+  const unported = problems.map((p) => /qpsmtpd plugin (\S+) is not ported/.exec(p)?.[1]).filter((x): x is string => !!x);
   for (const p of problems) process.stdout.write(`problem: ${p}\n`);
+  if (unported.length) process.stdout.write(`not yet ported to qpsmtpd-ts: ${unported.join(', ')}\n`);
   return print(`${problems.length} problem${problems.length === 1 ? '' : 's'}, ${loaded} plugin${loaded === 1 ? '' : 's'} loaded`, 1);
 }

@@ -47,6 +47,32 @@ export function plugin_file_for(spec: string): string {
 
 const EXTENSIONS = ['.ts', '.mts', '.js', '.mjs'];
 
+/** Debian's qpsmtpd 0.94 packaging names these plugins `check_*`; the files are the new ones. */
+export const RENAMED: Readonly<Record<string, string>> = {
+  check_earlytalker: 'earlytalker',
+  check_relay: 'relay',
+  check_spamhelo: 'helo',
+  check_badmailfrom: 'badmailfrom',
+  check_badrcptto: 'badrcptto',
+  check_loop: 'loop',
+};
+
+/** Every plugin qpsmtpd 1.00 ships, so a config naming one we lack gets a clear message. */
+export const QPSMTPD_PLUGINS: ReadonlySet<string> = new Set(
+  (
+    'auth/auth_checkpassword auth/auth_cvm_unix_local auth/auth_flat_file auth/auth_imap auth/auth_ldap_bind ' +
+    'auth/auth_vpopmail auth/auth_vpopmail_sql auth/auth_vpopmaild auth/authdeny badmailfrom badmailfromto badrcptto ' +
+    'bogus_bounce connection_time content_log count_unrecognized_commands dkim dmarc dns_whitelist_soft dnsbl ' +
+    'domainkeys dont_require_anglebrackets dspam earlytalker fcrdns greylisting headers helo help hosts_allow ' +
+    'http_config ident/geoip ident/p0f karma loadcheck logging/adaptive logging/apache logging/connection_id ' +
+    'logging/devnull logging/file logging/syslog logging/transaction_id logging/warn loop milter naughty noop_counter ' +
+    'parse_addr_withhelo qmail_deliverable queue/exim-bsmtp queue/maildir queue/postfix-queue queue/qmail-queue ' +
+    'queue/smtp-forward quit_fortune random_error rcpt_map rcpt_ok rcpt_regexp relay resolvable_fromhost rhsbl ' +
+    'sender_permitted_from spamassassin stunnel tls uribl user_config virus/aveclient virus/bitdefender virus/clamav ' +
+    'virus/clamdscan virus/hbedv virus/kavscanner virus/klez_filter virus/sophie virus/uvscan whitelist'
+  ).split(' '),
+);
+
 /** First plugin dir holding `<file>` with a module extension. A bare Perl plugin file is reported. */
 export function find_plugin_file(file: string, dirs: string[]): string | undefined {
   for (const dir of dirs) {

@@ -11,6 +11,8 @@ import { PACKAGE_CONFIG_DIR, PACKAGE_PLUGIN_DIR, VERSION } from './paths.js';
 import type { Plugin } from './plugin.js';
 import {
   PluginLoadError,
+  QPSMTPD_PLUGINS,
+  RENAMED,
   find_plugin_file,
   import_plugin_class,
   inherit_methods,
@@ -131,6 +133,14 @@ export class Runtime {
     let found = this.plugin_files.get(key);
     if (!found) {
       found = find_plugin_file(file, dirs);
+      const renamed = RENAMED[file];
+      if (!found && renamed) {
+        found = find_plugin_file(renamed, dirs);
+        if (found) this.server_qp.log(LOGINFO, `${file} is the old name of ${renamed}; loading ${renamed}`);
+      }
+      if (!found && QPSMTPD_PLUGINS.has(file)) {
+        throw new Error(`qpsmtpd plugin ${file} is not ported to qpsmtpd-ts yet; remove the line or use a replacement`);
+      }
       if (!found) throw new Error(`Plugin ${plugin_name_for(file)} not found in our plugin dirs (${dirs.join(', ')})`);
       this.plugin_files.set(key, found);
     }

@@ -90,6 +90,54 @@ describe('command line', () => {
     expect(r.out).toMatch(/plugins line 3: plugin 'queue\/maildir' failed to load/);
   });
 
+  it("check-config on qpsmtpd's sample plugin list: every ported plugin loads, the rest are named", async () => {
+    const s = setup({
+      plugin_dirs: BUILT_PLUGINS,
+      flat_auth_pw: 'good@example.test:good_pass',
+      plugins: [
+        'hosts_allow',
+        'fcrdns',
+        'quit_fortune',
+        'earlytalker',
+        'count_unrecognized_commands 4',
+        'relay',
+        'dnsbl reject naughty reject_type disconnect',
+        'rhsbl',
+        'helo policy strict reject 0',
+        'auth/auth_flat_file',
+        'auth/authdeny',
+        'dont_require_anglebrackets',
+        'badmailfrom reject naughty',
+        'resolvable_fromhost reject 0',
+        'sender_permitted_from reject 1',
+        'badrcptto',
+        'rcpt_ok',
+        'headers reject 0 reject_type temp require From,Date future 2 past 15',
+        'bogus_bounce log',
+        'dkim reject 0',
+        'dmarc',
+        'virus/klez_filter',
+        'spamassassin reject 12',
+        'naughty reject data',
+      ],
+    });
+    const r = await run_cli(['check-config', '--config', s.dir]);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/not yet ported to qpsmtpd-ts: fcrdns, dnsbl, rhsbl, resolvable_fromhost, sender_permitted_from, dkim, dmarc, spamassassin\n/);
+    expect(r.out.match(/^problem: /gm)).toHaveLength(8);
+    expect(r.out).toMatch(/8 problems, 16 plugins loaded/);
+  });
+
+  it("Debian's old check_* plugin names load the renamed plugins", async () => {
+    const s = setup({
+      plugin_dirs: BUILT_PLUGINS,
+      plugins: ['check_earlytalker action log', 'check_relay', 'check_spamhelo', 'check_badmailfrom', 'check_badrcptto', 'check_loop', 'rcpt_ok'],
+    });
+    const r = await run_cli(['check-config', '--config', s.dir]);
+    expect(r.out).toMatch(/OK: 7 plugins loaded/);
+    expect(r.code).toBe(0);
+  });
+
   it('start, status, stop; a second start refuses; a stale pid file is taken over', async () => {
     const s = setup();
     const d = await daemon(s);
