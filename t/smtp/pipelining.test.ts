@@ -169,7 +169,7 @@ describe('2.3 PIP-07 backpressure, proven', () => {
       const read_while_blocked = sockets[0]!.bytesRead;
       expect(read_while_blocked).toBeLessThan(N * 6);
       c.sock.resume();
-      await c.until(() => c.nlines >= N, 60000);
+      await c.until(() => c.nlines >= N, 110000);
     } finally {
       clearInterval(sample);
     }
@@ -181,7 +181,7 @@ describe('2.3 PIP-07 backpressure, proven', () => {
     c.text = '';
     c.write('QUIT\r\n');
     await c.until((t) => t.startsWith('221 '));
-  });
+  }, 120000); // a million commands take a while on a busy 2-core machine
 });
 
 describe('2.3 PIP-08 async-hook reentrancy', () => {
