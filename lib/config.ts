@@ -85,6 +85,7 @@ export class Config {
   private dir_memo = new Map<string, string>();
   private lines = new Map<string, Entry<string[]>>();
   private maps = new Map<string, Entry<Map<string, string>>>();
+  private overlays = new Map<string, Entry<string[] | null>>();
 
   constructor(opts: ConfigOptions = {}) {
     this.opts = opts;
@@ -134,6 +135,7 @@ export class Config {
     this.dir_memo.clear();
     this.lines.clear();
     this.maps.clear();
+    this.overlays.clear();
   }
 
   default(name: string): string | undefined {
@@ -148,6 +150,23 @@ export class Config {
     if (lines.length) return [...lines];
     const d = this.default(name);
     return d === undefined ? [] : [d];
+  }
+
+  /**
+   * Lines of `<sub>/<name>`, an overlay file such as `via/<local ip>/me` or `sni/<host>/tls_cert`,
+   * when that file exists in one of the config directories (looked up like any name); undefined
+   * when it does not, so the caller falls back to `<name>`. An existing empty overlay gives [].
+   */
+  get_overlay(sub: string, name: string): string[] | undefined {
+    const rel = `${sub}/${name}`;
+    // eslint-disable-next-line no-control-regex
+    if (rel.split('/').some((part) => part === '' || part === '.' || part === '..' || /[\x00-\x1f]/.test(part))) return undefined;
+    const lines = this.cached(this.overlays, rel, (lookup) => {
+      const file = join(this.resolve_dir(rel, lookup), rel);
+      if (track(lookup, file).stamp === null) return null;
+      return this.read(rel, file, lookup);
+    });
+    return lines === null ? undefined : [...lines];
   }
 
   /** `<config_dir(name)>/<name>.cdb` as a map. The map is shared between callers: do not change it. */

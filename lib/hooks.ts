@@ -31,6 +31,8 @@ export interface HookResult {
   rc: number;
   /** Message lines, already split on `\n`. */
   msg: string[];
+  /** What followed the code in the winning plugin's result, as returned (not split, not stringified). */
+  values?: unknown[];
   parser?: ParserFn;
   /** plugin_name of the plugin whose result won. */
   plugin?: string;
@@ -213,7 +215,7 @@ export async function run_hooks(session: HookSession, hook: string, args: unknow
     if (rc !== DECLINED || fault !== undefined) break;
   }
   if (typeof rest[0] === 'function') return { rc, msg: [], parser: rest[0] as ParserFn, plugin: winner };
-  return { rc, msg: split_messages(rest), plugin: winner, ...(fault !== undefined ? { fault } : {}) };
+  return { rc, msg: split_messages(rest), values: rest, plugin: winner, ...(fault !== undefined ? { fault } : {}) };
 }
 
 /**

@@ -1,7 +1,9 @@
 // The public API for plugin authors: `import { Plugin, DENY, LOGINFO } from 'qpsmtpd-ts'`.
 export * from './constants.js';
 export { Plugin, PluginArgumentError, type ArgSpec } from './plugin.js';
-export { Connection, normalize_ip, type StartArgs } from './connection.js';
+export { Connection, normalize_ip, is_private_ip, is_local_ip, PREDEFINED_META, type ProxyFacts, type StartArgs, type TlsFacts } from './connection.js';
+export { Results, type PluginResult, type PluginRef, type ResultInput } from './results.js';
+export { MetaValueError, check_meta_value, type MetaValue } from './meta.js';
 export { Transaction, type TransactionHost } from './transaction.js';
 export { MailHeader } from './header.js';
 export { Address, canonify } from './address.js';

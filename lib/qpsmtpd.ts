@@ -1,6 +1,7 @@
 // The object plugins reach as `this.qp` (qpsmtpd's Qpsmtpd / Qpsmtpd::SMTP session object):
 // config lookups through hooks, logging, spool files, hook running, auth state.
 import { mkdirSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { DECLINED, OK } from './constants.js';
 import { Address } from './address.js';
 import { Connection } from './connection.js';
@@ -28,6 +29,8 @@ export class Qpsmtpd implements HookSession {
   _auth?: number;
   _auth_user?: string;
   _auth_mechanism?: string;
+  /** Per-connection config values from the `listener_parameters` hook (docs/listeners.md). */
+  listener_params?: Record<string, string[]>;
   private views = new Map<Plugin, Plugin>();
   private in_logging = false;
 
@@ -41,7 +44,15 @@ export class Qpsmtpd implements HookSession {
 
   /** The current transaction, created on first use as qpsmtpd's SMTP::transaction does. */
   get transaction(): Transaction {
-    return (this._transaction ??= new Transaction(this));
+    return (this._transaction ??= this.new_transaction());
+  }
+
+  /** A transaction whose uuid is `<connection uuid>.<the number its DATA will get>`. */
+  private new_transaction(): Transaction {
+    const t = new Transaction(this);
+    const c = this.connection;
+    t.uuid(`${c.uuid()}.${c.transaction_count() + 1}`);
+    return t;
   }
 
   has_transaction(): boolean {
@@ -55,7 +66,7 @@ export class Qpsmtpd implements HookSession {
       await this.run_hooks('reset_transaction');
       await old.cleanup();
     }
-    return (this._transaction = new Transaction(this));
+    return (this._transaction = this.new_transaction());
   }
 
   // -- hooks ---------------------------------------------------------------------------------
@@ -99,17 +110,34 @@ export class Qpsmtpd implements HookSession {
     return this.config_list(name, addr)[0];
   }
 
-  /** Every value (qpsmtpd's list-context `config`): user_config and config hooks, then files. */
+  /**
+   * Every value (qpsmtpd's list-context `config`): user_config hooks, then the per-listener
+   * values (`listener_parameters` hook, `via/<local ip>/` files), config hooks, then files.
+   */
   config_list(name: string, addr?: Address): string[] {
     if (addr && typeof (addr as { address?: unknown }).address === 'function' && this.hooks.has('user_config')) {
       const r = run_hooks_sync(this, 'user_config', [addr, name], (m) => this.report(m));
       if (r[0] === OK) return r.slice(1) as string[];
     }
+    const per_listener = this.listener_config(name);
+    if (per_listener) return per_listener;
     if (this.hooks.has('config')) {
       const r = run_hooks_sync(this, 'config', [name], (m) => this.report(m));
       if (r[0] === OK) return r.slice(1) as string[];
     }
     return this.runtime.config.get(name);
+  }
+
+  /**
+   * The per-listener value of `name` for this connection, if there is one: what the
+   * `listener_parameters` hook returned, else the `via/<local ip>/<name>` file (docs/listeners.md).
+   */
+  listener_config(name: string): string[] | undefined {
+    const p = this.listener_params?.[name];
+    if (p) return [...p];
+    const ip = this.connection.local_ip();
+    if (!ip || !isIP(ip)) return undefined;
+    return this.runtime.config.get_overlay(`via/${ip}`, name);
   }
 
   /** A CDB map config (`morercpthosts`…). */
@@ -151,9 +179,18 @@ export class Qpsmtpd implements HookSession {
     this.runtime.write_log(format_log_line(this.log_id(), hook, plugin, text));
   }
 
-  /** What prefixes built-in log lines: the pid, as qpsmtpd writes it. */
+  /**
+   * What prefixes built-in log lines: the pid, as qpsmtpd writes it, and in an SMTP session the
+   * connection's uuid after it (`<pid> <uuid>`), so the lines of one session can be told apart.
+   */
   log_id(): string | number {
-    return process.pid;
+    const uuid = this.log_uuid();
+    return uuid ? `${process.pid} ${uuid}` : process.pid;
+  }
+
+  /** The uuid of the SMTP session whose lines these are (undefined outside sessions). */
+  log_uuid(): string | undefined {
+    return undefined;
   }
 
   /** Problems inside logging/config hooks go straight to the built-in writer (no recursion). */

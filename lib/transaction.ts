@@ -1,11 +1,14 @@
 // Qpsmtpd::Transaction: envelope, notes, parsed header and the message body (lib/body.ts).
 
+import { randomUUID } from 'node:crypto';
 import { rm, unlink } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { Address } from './address.js';
 import { errText, MessageBody } from './body.js';
 import { LOGDEBUG, LOGERROR } from './constants.js';
 import type { MailHeader } from './header.js';
+import { MetaStore, type MetaValue } from './meta.js';
+import { Results } from './results.js';
 
 export interface TransactionHost {
   spool_dir(): string;
@@ -22,9 +25,43 @@ export class Transaction extends MessageBody {
   private readonly _started = Math.floor(Date.now() / 1000);
   private tempFiles: string[] = [];
   private tempDirs: string[] = [];
+  private _uuid: string = randomUUID().toUpperCase();
+  private readonly _meta = new MetaStore();
+  /** Per-plugin structured results of this transaction (Haraka's transaction.results). */
+  readonly results = new Results();
 
   constructor(host: TransactionHost) {
     super(host);
+  }
+
+  /**
+   * `<connection uuid>.<n>`, n being the number this message has on its connection (the
+   * connection's transaction_count once its DATA started). The session sets it when it creates
+   * the transaction; a transaction made on its own has a UUID of its own.
+   */
+  uuid(...v: [string?]): string {
+    if (v.length && v[0] !== undefined) this._uuid = v[0];
+    return this._uuid;
+  }
+
+  /** A message meta value (KumoMTA's msg:get_meta): set here, or copied from the connection at DATA. */
+  get_meta(name: string): MetaValue | undefined {
+    return this._meta.get(name);
+  }
+
+  /** Sets a message meta value; anything that does not survive JSON unchanged throws MetaValueError. */
+  set_meta(name: string, value: unknown): MetaValue {
+    return this._meta.set(name, value, 'transaction.set_meta');
+  }
+
+  /** Every meta value as a fresh plain object (what queue/maildir writes with its `meta` option). */
+  all_meta(): Record<string, MetaValue> {
+    return this._meta.all();
+  }
+
+  /** Copies the connection's meta in (at DATA); values the transaction already has are kept. */
+  copy_meta_from(values: Record<string, MetaValue>): void {
+    this._meta.merge_missing(values);
   }
 
   /** Unix time (seconds) the transaction was created. */

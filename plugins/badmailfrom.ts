@@ -29,7 +29,10 @@ export default class extends Plugin {
   }
 
   hook_mail(_transaction: Transaction, sender: Address | undefined): number | [number, string] {
-    if (this.is_immune()) return DECLINED;
+    if (this.is_immune()) {
+      this.transaction.results.add(this, { skip: 'immune' });
+      return DECLINED;
+    }
     const badmailfrom = this.config_list('badmailfrom');
     if (this.is_immune_sender(sender, badmailfrom)) return DECLINED;
 
@@ -42,10 +45,12 @@ export default class extends Plugin {
       if (!bad) continue;
       if (!this.is_match(from, bad, host)) continue;
       const reason = m[2] || 'Your envelope sender is in my badmailfrom list';
+      this.transaction.results.add(this, { fail: 'badmailfrom', msg: from });
       this.adjust_karma(-1);
       return this.get_reject(reason);
     }
     this.log(LOGINFO, 'pass');
+    this.transaction.results.add(this, { pass: 'badmailfrom' });
     return DECLINED;
   }
 
@@ -70,14 +75,17 @@ export default class extends Plugin {
   is_immune_sender(sender: Address | undefined | null, badmf: readonly string[]): boolean {
     if (!badmf.length) {
       this.log(LOGDEBUG, 'skip, empty list');
+      this.transaction.results.add(this, { skip: 'empty list' });
       return true;
     }
     if (!sender || sender.format() === '<>') {
       this.log(LOGDEBUG, 'skip, null sender');
+      this.transaction.results.add(this, { skip: 'null sender' });
       return true;
     }
     if (!sender.host() || !sender.user()) {
       this.log(LOGDEBUG, 'skip, missing user or host');
+      this.transaction.results.add(this, { skip: 'missing user or host' });
       return true;
     }
     return false;

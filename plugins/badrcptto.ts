@@ -39,6 +39,7 @@ export default class extends Plugin {
     const badrcptto = this.config_list('badrcptto');
     if (!badrcptto.length) {
       this.log(LOGINFO, 'skip, empty config');
+      this.transaction.results.add(this, { skip: 'empty config' });
       return DECLINED;
     }
     for (const line of badrcptto) {
@@ -46,12 +47,14 @@ export default class extends Plugin {
       const bad = m?.[1];
       if (!bad) continue;
       if (this.is_match(to, bad, host)) {
+        this.transaction.results.add(this, { fail: 'badrcptto', msg: to });
         this.adjust_karma(-2);
         if (m[2]) return [DENY, m[2]];
         return dsn.no_such_user(`mail to ${bad} not accepted here`);
       }
     }
     this.log(LOGINFO, 'pass');
+    this.transaction.results.add(this, { pass: 'badrcptto' });
     return DECLINED;
   }
 

@@ -112,19 +112,26 @@ export default class extends Plugin {
   }
 
   async helo_handler(_transaction: Transaction | undefined, host: string | undefined): Promise<number | [number, string]> {
+    const results = this.connection.results;
     if (!host) {
       this.log(LOGINFO, 'fail, tolerated, no helo host');
+      results.add(this, { fail: 'no helo host' });
       this.adjust_karma(-2);
       return DECLINED;
     }
-    if (this.is_immune()) return DECLINED;
+    if (this.is_immune()) {
+      results.add(this, { skip: 'immune' });
+      return DECLINED;
+    }
     for (const test of this._helo_tests) {
       const fn = (this as unknown as Record<string, (h: string) => TestResult | Promise<TestResult>>)[test]!;
       const err = await fn.call(this, host);
       if (err) {
+        results.add(this, { fail: test, msg: err[1] });
         this.adjust_karma(-1);
         return this.get_reject(err[0], err[1]);
       }
+      results.add(this, { pass: test });
     }
     this.log(LOGINFO, 'pass');
     return DECLINED;

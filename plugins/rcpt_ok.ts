@@ -16,9 +16,15 @@ export default class extends Plugin {
   }
 
   hook_rcpt(_transaction: Transaction, recipient: Address | undefined): number | [number, string] {
-    if (this.is_immune()) return OK;
+    if (this.is_immune()) {
+      this.transaction.results.add(this, { skip: 'immune' });
+      return OK;
+    }
     const host = this.get_rcpt_host(recipient);
-    if (!host) return OK;
+    if (!host) {
+      this.transaction.results.add(this, { skip: 'no domain' });
+      return OK;
+    }
     if (this.is_in_rcpthosts(host)) return OK;
     if (this.is_in_morercpthosts(host)) return OK;
     return dsn.relaying_denied();
@@ -33,10 +39,12 @@ export default class extends Plugin {
       if (!allowed) continue;
       if (host === allowed.toLowerCase()) {
         this.log(LOGINFO, `pass: ${host} in rcpthosts`);
+        this.transaction.results.add(this, { pass: 'rcpthosts', msg: host });
         return true;
       }
       if (allowed.startsWith('.') && host.toLowerCase().endsWith(allowed.toLowerCase())) {
         this.log(LOGINFO, `pass: ${host} in rcpthosts as ${allowed}`);
+        this.transaction.results.add(this, { pass: 'rcpthosts', msg: host });
         return true;
       }
     }
@@ -47,9 +55,11 @@ export default class extends Plugin {
   is_in_morercpthosts(host: string): boolean {
     if (this.config_map('morercpthosts').has(host)) {
       this.log(LOGINFO, `pass: ${host} found in morercpthosts`);
+      this.transaction.results.add(this, { pass: 'morercpthosts', msg: host });
       return true;
     }
     this.log(LOGINFO, `fail: ${host} not in morercpthosts`);
+    this.transaction.results.add(this, { fail: 'rcpthosts', msg: host });
     return false;
   }
 

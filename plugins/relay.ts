@@ -86,11 +86,13 @@ export default class extends Plugin {
     if (this.is_in_norelayclients()) {
       c.relay_client(0);
       this.log(LOGINFO, 'fail, disabled by norelayclients');
+      c.results.add(this, { fail: 'norelayclients' });
       return DECLINED;
     }
     if (this.qp.runtime.env.RELAYCLIENT !== undefined) {
       c.relay_client(1);
       this.log(LOGINFO, 'pass, enabled by env');
+      c.results.add(this, { pass: 'env' });
       return DECLINED;
     }
     if (this.is_in_cidr_block() || this.is_octet_match()) {
@@ -98,6 +100,7 @@ export default class extends Plugin {
       return DECLINED;
     }
     this.log(LOGINFO, 'skip, no match');
+    c.results.add(this, { skip: 'no match' });
     return DECLINED;
   }
 
@@ -148,6 +151,7 @@ export default class extends Plugin {
       }
       if ((a as ipaddr.IPv4).match(net as [ipaddr.IPv4, number])) {
         this.log(LOGINFO, `pass, cidr match (${ip})`);
+        this.connection.results.add(this, { pass: 'relayclients cidr', msg: block.trim() });
         return true;
       }
     }
@@ -160,6 +164,7 @@ export default class extends Plugin {
     if (!ip) return false;
     if (ip === '::1' || (ipaddr.IPv6.isValid(ip) && ipaddr.IPv6.parse(ip).range() === 'loopback')) {
       this.log(LOGINFO, `pass, octet matched localhost (${ip})`);
+      this.connection.results.add(this, { pass: 'localhost' });
       return true;
     }
     const octets = new Set(
@@ -171,10 +176,12 @@ export default class extends Plugin {
     for (const cand of ip_candidates(ip)) {
       if (octets.has(cand)) {
         this.log(LOGINFO, `pass, octet match in relayclients (${cand})`);
+        this.connection.results.add(this, { pass: 'relayclients', msg: cand });
         return true;
       }
       if (more.has(cand)) {
         this.log(LOGINFO, `pass, octet match in morerelayclients (${cand})`);
+        this.connection.results.add(this, { pass: 'morerelayclients', msg: cand });
         return true;
       }
     }

@@ -30,6 +30,7 @@ import {
 } from '../lib/index.js';
 import type { SmtpSession } from '../lib/smtp/session.js';
 import { starttls } from '../lib/smtp/starttls.js';
+import { context_for, sni_callback, type TlsBase } from '../lib/server/tls-context.js';
 
 const SECURITY_MSG = 'Command refused due to lack of security';
 const DEFAULT_HANDSHAKE_TIMEOUT = 30;
@@ -169,11 +170,9 @@ function read_pem(what: string, file: string): Buffer {
   }
 }
 
-/** The SecureContext for `settings`; a missing file or a bad cert/key pair throws, naming them. */
-export function secure_context(s: TlsSettings): tls.SecureContext {
+/** Everything of `settings` but the certificate and key (shared by per-listener and SNI certificates). */
+export function base_options(s: TlsSettings): tls.SecureContextOptions {
   const options: tls.SecureContextOptions = {
-    cert: read_pem('certificate', s.cert),
-    key: read_pem('private key', s.key),
     ciphers: s.ciphers,
     honorCipherOrder: true,
     minVersion: s.min_version,
@@ -181,6 +180,16 @@ export function secure_context(s: TlsSettings): tls.SecureContext {
   };
   if (s.ca) options.ca = read_pem('CA certificate', s.ca);
   if (s.dhparam) options.dhparam = read_pem('dhparam file', s.dhparam);
+  return options;
+}
+
+/** The SecureContext for `settings`; a missing file or a bad cert/key pair throws, naming them. */
+export function secure_context(s: TlsSettings): tls.SecureContext {
+  const options: tls.SecureContextOptions = {
+    cert: read_pem('certificate', s.cert),
+    key: read_pem('private key', s.key),
+    ...base_options(s),
+  };
   try {
     return tls.createSecureContext(options);
   } catch (err) {
@@ -208,6 +217,8 @@ function session_of(qp: Qpsmtpd): SmtpSession | undefined {
 export default class TlsPlugin extends Plugin {
   settings?: TlsSettings;
   ssl_context?: tls.SecureContext;
+  /** The default certificate and the settings per-listener and SNI certificates share. */
+  base?: TlsBase;
   /** Per session (each session has its own view): STARTTLS was offered by the EHLO in effect. */
   offered = false;
 
@@ -215,6 +226,7 @@ export default class TlsPlugin extends Plugin {
     const s = tls_settings(this.qp, args, (msg) => this.log(LOGWARN, msg));
     this.ssl_context = secure_context(s);
     this.settings = s;
+    this.base = { context: this.ssl_context, options: base_options(s), cert: s.cert, key: s.key };
     if (!s.dhparam) this.log(LOGDEBUG, 'no dhparam file: DHE ciphers are unavailable (ECDHE still works)');
     this.log(LOGDEBUG, `cert ${s.cert}, key ${s.key}${s.ca ? `, ca ${s.ca}` : ''}, ciphers ${s.ciphers}, ${s.min_version}-${s.max_version}`);
     // the hook must outlive the handshake it waits for
@@ -230,6 +242,11 @@ export default class TlsPlugin extends Plugin {
   secure_context(): tls.SecureContext {
     if (!this.ssl_context) throw new Error('tls: plugin not registered');
     return this.ssl_context;
+  }
+
+  /** The default certificate and shared settings (implicit-TLS listeners choose per connection). */
+  tls_base(): TlsBase | undefined {
+    return this.base;
   }
 
   handshake_timeout_ms(): number {
@@ -284,8 +301,10 @@ export default class TlsPlugin extends Plugin {
     // MAIL used to lose; the offer now lasts until the next HELO/EHLO)
     if (!transaction.notes('tls_enabled') && !(this.offered && this.connection.hello() === 'ehlo')) return DECLINED;
     if (rest !== undefined && String(rest).trim() !== '') return [DENY, 'Syntax error (no parameters allowed)'];
+    // the listener's own certificate, if it has one; another by SNI name (docs/listeners.md)
     const ok = await starttls(session, {
-      context: this.ssl_context,
+      context: this.base ? context_for(session, this.base) : this.ssl_context,
+      ...(this.base ? { SNICallback: sni_callback(session, this.base) } : {}),
       timeout_ms: this.handshake_timeout_ms(),
       ...(this.signal ? { signal: this.signal } : {}),
     });

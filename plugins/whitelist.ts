@@ -98,6 +98,7 @@ export default class extends Plugin {
     if (this.qp.runtime.env.WHITELISTCLIENT !== undefined) {
       this.connection.notes('whitelistclient', 1);
       this.log(LOGCRIT, `pass, ${ip} is whitelisted client`);
+      this.connection.results.add(this, { pass: 'whitelistclient' });
       this.adjust_karma(5);
       return OK;
     }
@@ -107,17 +108,20 @@ export default class extends Plugin {
       if (h === ip || ip.startsWith(h)) {
         this.connection.notes('whitelisthost', 1);
         this.log(LOGCRIT, `pass, ${ip} is a whitelisted host`);
+        this.connection.results.add(this, { pass: 'whitelisthosts', msg: h });
         this.adjust_karma(5);
         return OK;
       }
       if (within(ip, h)) {
         this.connection.notes('whitelisthost', 1);
         this.log(LOGCRIT, `pass, ${ip} is in a whitelisted block`);
+        this.connection.results.add(this, { pass: 'whitelisthosts', msg: h });
         this.adjust_karma(5);
         return OK;
       }
     }
     this.log(LOGDEBUG, `skip: ${ip} is not whitelisted`);
+    this.connection.results.add(this, { skip: 'whitelisthosts' });
     return DECLINED;
   }
 

@@ -20,9 +20,10 @@ import { normalize_ip } from '../connection.js';
 import { describe_error } from '../hooks.js';
 import { Qpsmtpd } from '../qpsmtpd.js';
 import { Runtime } from '../runtime.js';
-import { WORKER_ENV, type FromWorker, type ToWorker, type WorkerConfig } from './ipc.js';
+import { WORKER_ENV, type FromWorker, type Proxied, type ToWorker, type WorkerConfig } from './ipc.js';
 import type { DaemonOptions, ListenSpec } from './options.js';
 import { claim_pid_file, remove_pid_file } from './pidfile.js';
+import { accept_proxy } from './serve.js';
 
 const WORKER_FILE = fileURLToPath(new URL('./worker.js', import.meta.url));
 
@@ -43,6 +44,9 @@ interface Pending {
   socket: net.Socket;
   spec: ListenSpec;
   notes?: Record<string, unknown>;
+  /** The PROXY header of a /proxy listener, read here so limits and hooks see the real client. */
+  proxied?: Proxied;
+  head?: Buffer;
 }
 
 /** Connection notes that survive the trip to the worker (JSON values only). */
@@ -149,6 +153,7 @@ export class Master {
       this.quick_deaths = 0;
       this.flush_waiting();
     } else if (msg.t === 'done') this.release(w, msg.id);
+    else if (msg.t === 'readdress') this.readdress(w, msg.id, msg.req, msg.ip);
     else if (msg.t === 'load_error') this.log(LOGCRIT, `worker ${w.child.pid} could not load: ${msg.message}`);
   }
 
@@ -157,6 +162,25 @@ export class Master {
     if (ip === undefined) return;
     w.sessions.delete(id);
     this.count(ip, -1);
+  }
+
+  /** XCLIENT named another client for a session: move its per-IP count there, within the limit. */
+  private readdress(w: Worker, id: number, req: number, ip: string): void {
+    const old = w.sessions.get(id);
+    let ok = true;
+    if (old !== undefined && old !== ip) {
+      const n = this.per_ip.get(ip) ?? 0;
+      if (this.opts.max_from_ip && n >= this.opts.max_from_ip) {
+        this.log(LOGINFO, `too many connections from ${ip} (XCLIENT; ${n + 1} > ${this.opts.max_from_ip})`);
+        ok = false;
+      } else {
+        this.count(old, -1);
+        this.count(ip, +1);
+        w.sessions.set(id, ip);
+      }
+    }
+    const answer: ToWorker = { t: 'readdress_ok', req, ok };
+    if (w.child.connected) w.child.send(answer);
   }
 
   private on_worker_exit(w: Worker, code: number | null, signal: NodeJS.Signals | null): void {
@@ -204,11 +228,23 @@ export class Master {
 
   private async accept(socket: net.Socket, spec: ListenSpec): Promise<void> {
     socket.on('error', () => {});
-    const ip = normalize_ip(socket.remoteAddress ?? '');
+    let ip = normalize_ip(socket.remoteAddress ?? '');
     if (this.stopping) return this.quick_reply(socket, '421 4.3.2 Service shutting down');
     if (this.total >= this.opts.limit_connections) {
       this.log(LOGWARN, `Too many connections: ${this.total} >= ${this.opts.limit_connections}`);
       return this.quick_reply(socket, '421 4.7.0 Too many connections, try again later');
+    }
+    // A /proxy listener: the header is read here, before the limits and pre-connection hooks,
+    // so they judge the real client; the worker gets the parsed header with the socket.
+    let proxied: Proxied | undefined;
+    let head: Buffer | undefined;
+    if (spec.proxy) {
+      const r = await accept_proxy(this.runtime, socket);
+      if ('refusal' in r) return this.quick_reply(socket, r.refusal);
+      proxied = r.header;
+      head = r.rest;
+      if (proxied.src_ip) ip = proxied.src_ip;
+      if (this.stopping) return this.quick_reply(socket, '421 4.3.2 Service shutting down');
     }
     const from_ip = this.per_ip.get(ip) ?? 0;
     if (this.opts.max_from_ip && from_ip >= this.opts.max_from_ip) {
@@ -216,7 +252,7 @@ export class Master {
       return this.quick_reply(socket, `451 too many connections from ${ip}, try again later`);
     }
     // counted from here on, so concurrent accepts see it while hooks run
-    const conn: Pending = { id: this.next_id++, ip, socket, spec };
+    const conn: Pending = { id: this.next_id++, ip, socket, spec, ...(proxied ? { proxied } : {}), ...(head?.length ? { head } : {}) };
     this.count(ip, +1);
     let refusal: string | undefined;
     try {
@@ -245,11 +281,12 @@ export class Master {
     const qp = new Qpsmtpd(this.runtime);
     const child_addrs: string[] = [];
     for (const w of this.workers) child_addrs.push(...w.sessions.values());
+    const px = conn.proxied?.src_ip ? conn.proxied : undefined;
     const r = await qp.run_hooks('pre-connection', {
       remote_ip: ip,
-      remote_port: socket.remotePort,
-      local_ip: normalize_ip(socket.localAddress ?? ''),
-      local_port: socket.localPort,
+      remote_port: px ? px.src_port : socket.remotePort,
+      local_ip: px?.dst_ip ?? normalize_ip(socket.localAddress ?? ''),
+      local_port: px ? px.dst_port : socket.localPort,
       max_conn_ip: this.opts.max_from_ip,
       child_addrs,
     });
@@ -271,7 +308,16 @@ export class Master {
     }
     w.sessions.set(id, ip);
     w.served++;
-    const msg: ToWorker = { t: 'conn', id, tls: !!spec.tls, ...(conn.notes ? { notes: conn.notes } : {}) };
+    const listener = { host: spec.host, port: spec.port, ...(spec.tls ? { tls: true } : {}), ...(spec.proxy ? { proxy: true } : {}), ...(spec.lmtp ? { lmtp: true } : {}) };
+    const msg: ToWorker = {
+      t: 'conn',
+      id,
+      tls: !!spec.tls,
+      listener,
+      ...(conn.notes ? { notes: conn.notes } : {}),
+      ...(conn.proxied ? { proxied: conn.proxied } : {}),
+      ...(conn.head ? { head: conn.head.toString('base64') } : {}),
+    };
     w.child.send(msg, socket, { keepOpen: false }, (err) => {
       if (err) {
         this.log(LOGERROR, `handing a connection to worker ${w.child.pid}: ${err.message}`);

@@ -13,6 +13,10 @@ export interface ListenSpec {
   port: number;
   /** Implicit TLS (SMTPS). */
   tls?: boolean;
+  /** Each connection opens with a PROXY header (v1 or v2) from a peer in `trusted_proxies`. */
+  proxy?: boolean;
+  /** LMTP (RFC 2033) instead of SMTP. */
+  lmtp?: boolean;
 }
 
 export interface DaemonOptions {
@@ -44,8 +48,10 @@ commands:
   help           this text
 
 options (start; qpsmtpd-forkserver / qpsmtpd-prefork names):
-  -l, --listen-address ADDR[:PORT][/tls]  address to listen on, repeatable (default 127.0.0.1);
-                                   IPv6 as [::1]:2525; /tls = implicit TLS (SMTPS, port 465)
+  -l, --listen-address ADDR[:PORT][/FLAGS]  address to listen on, repeatable (default 127.0.0.1);
+                                   IPv6 as [::1]:2525; FLAGS, comma-separated: tls = implicit
+                                   TLS (SMTPS, port 465), proxy = PROXY protocol header from a
+                                   trusted proxy first, lmtp = LMTP; e.g. 0.0.0.0:2526/tls,proxy
       --interface ADDR             same as --listen-address (prefork)
   -p, --port PORT                  port for addresses without one, repeatable (default 2525)
   -c, --limit-connections N        concurrent sessions in all (default 15)
@@ -130,15 +136,21 @@ function int(name: string, v: unknown, def: number, min = 0): number {
   return Number(s);
 }
 
-const LISTEN_RE = /^(\[.*\]|[\w\-.]+)(?::(\d+))?(?:\/(tls))?$/;
+const LISTEN_RE = /^(\[.*\]|[\w\-.]+)(?::(\d+))?(?:\/([\w,+]+))?$/;
+const LISTEN_FLAGS = ['tls', 'proxy', 'lmtp'] as const;
 
 export function parse_listen(spec: string, ports: number[]): ListenSpec[] {
   const m = LISTEN_RE.exec(spec);
   if (!m) throw new UsageError(`Malformed listen address '${spec}'`);
   const host = m[1]!.replace(/^\[(.*)\]$/, '$1');
-  const tls = m[3] === 'tls';
-  if (m[2] !== undefined) return [{ host, port: port_number(m[2]), ...(tls ? { tls } : {}) }];
-  return ports.map((port) => ({ host, port, ...(tls ? { tls } : {}) }));
+  const flags: Partial<Record<(typeof LISTEN_FLAGS)[number], true>> = {};
+  for (const f of m[3] === undefined ? [] : m[3].split(/[,+]/)) {
+    const flag = f.toLowerCase() as (typeof LISTEN_FLAGS)[number];
+    if (!LISTEN_FLAGS.includes(flag)) throw new UsageError(`Unknown listener flag '${f}' in '${spec}' (known: ${LISTEN_FLAGS.join(', ')})`);
+    flags[flag] = true;
+  }
+  if (m[2] !== undefined) return [{ host, port: port_number(m[2]), ...flags }];
+  return ports.map((port) => ({ host, port, ...flags }));
 }
 
 function port_number(s: string): number {

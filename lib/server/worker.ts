@@ -8,14 +8,35 @@ import { Runtime } from '../runtime.js';
 import type { SmtpSession } from '../smtp/session.js';
 import { WORKER_ENV, type FromWorker, type ToWorker, type WorkerConfig } from './ipc.js';
 import { serve_socket } from './serve.js';
-import { tls_context_for } from './tls-context.js';
+import { tls_base_for, type TlsBase } from './tls-context.js';
 
 const cfg = JSON.parse(process.env[WORKER_ENV] ?? '{}') as WorkerConfig;
 const sessions = new Set<SmtpSession>();
 let active = 0;
 let retiring = false;
 let runtime: Runtime | undefined;
-let tls_context: tls.SecureContext | undefined;
+let tls_base: TlsBase | undefined;
+/** Pending XCLIENT re-addressing questions to the master. */
+const readdress_waiting = new Map<number, (ok: boolean) => void>();
+let next_req = 1;
+
+/** Asks the master whether session `id` may take `ip` as its client (per-IP limit); 2 s, then yes. */
+function readdress(id: number, ip: string): Promise<boolean> {
+  if (!process.connected) return Promise.resolve(true);
+  const req = next_req++;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      readdress_waiting.delete(req);
+      resolve(true);
+    }, 2000);
+    readdress_waiting.set(req, (ok) => {
+      clearTimeout(timer);
+      readdress_waiting.delete(req);
+      resolve(ok);
+    });
+    send({ t: 'readdress', id, req, ip });
+  });
+}
 
 function send(msg: FromWorker): void {
   if (process.connected) process.send!(msg);
@@ -27,11 +48,12 @@ function maybe_exit(): void {
   }
 }
 
-async function serve(id: number, socket: net.Socket, use_tls: boolean, notes?: Record<string, unknown>): Promise<void> {
+async function serve(msg: Extract<ToWorker, { t: 'conn' }>, socket: net.Socket): Promise<void> {
+  const { id, tls: use_tls, notes } = msg;
   active++;
   try {
     if (!runtime) throw new Error('worker not ready');
-    if (use_tls && !tls_context) {
+    if (use_tls && !tls_base) {
       runtime.server_qp.log(LOGERROR, 'implicit TLS listener but no certificate: set tls_cert and tls_key (or load plugins/tls)');
       socket.destroy();
       return;
@@ -39,7 +61,11 @@ async function serve(id: number, socket: net.Socket, use_tls: boolean, notes?: R
     await serve_socket(runtime, socket, {
       no_rdns: cfg.no_rdns,
       ...(notes ? { notes } : {}),
-      ...(use_tls && tls_context ? { tls_context } : {}),
+      ...(use_tls && tls_base ? { tls_base } : {}),
+      ...(msg.listener ? { listener: msg.listener } : {}),
+      ...(msg.proxied ? { proxied: { ...msg.proxied } } : {}),
+      ...(msg.head ? { head: Buffer.from(msg.head, 'base64') } : {}),
+      readdress: (ip: string) => readdress(id, ip),
       on_session: (s) => {
         sessions.add(s);
         if (retiring) s.request_stop();
@@ -64,7 +90,8 @@ function shutdown(grace_ms: number): void {
 }
 
 process.on('message', (msg: ToWorker, handle?: net.Socket) => {
-  if (msg.t === 'conn' && handle) void serve(msg.id, handle, msg.tls, msg.notes);
+  if (msg.t === 'conn' && handle) void serve(msg, handle);
+  else if (msg.t === 'readdress_ok') readdress_waiting.get(msg.req)?.(msg.ok);
   else if (msg.t === 'retire') {
     retiring = true;
     maybe_exit();
@@ -95,7 +122,7 @@ try {
   const rt = new Runtime({ ...(cfg.config_dir ? { config_dir: cfg.config_dir } : {}) });
   await rt.load();
   if (cfg.debug) rt.trace_level = 7;
-  tls_context = tls_context_for(rt);
+  tls_base = tls_base_for(rt);
   runtime = rt;
   rt.server_qp.log(LOGDEBUG, `worker ${process.pid} ready`);
   send({ t: 'ready' });

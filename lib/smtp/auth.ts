@@ -165,16 +165,25 @@ export async function auth_command(s: SmtpSession, rest: string | undefined): Pr
 
 async function decide(s: SmtpSession, mech: string, c: Credentials): Promise<void> {
   const args = [mech, c.user, c.pass_clear, c.pass_hash, c.ticket];
+  // what a plugin sets here during the hook is the user value (else its third result element)
+  s.connection.user(undefined);
   let r = await s.run_hooks(`auth-${mech}`, ...args);
   if (r.rc === DECLINED || r.rc === 0) r = await s.run_hooks('auth', ...args);
   const MECH = mech.toUpperCase();
   // nothing after a CR/LF of a client-chosen name is kept (qpsmtpd did this on success only)
   const user = c.user.replace(/[\r\n][\s\S]*$/, '');
-  s._auth_user = user;
-  s._auth_mechanism = mech;
-  s._authz_id = c.authz || undefined;
   if (r.rc === OK && !r.fault) {
+    // like qpsmtpd, the user and mechanism are recorded on success only
+    s._auth_user = user;
+    s._auth_mechanism = mech;
+    s._authz_id = c.authz || undefined;
     s._auth = OK;
+    const conn = s.connection;
+    conn.authn_id(user);
+    conn.authz_id(s._authz_id ?? user);
+    conn.auth_mechanism(MECH);
+    if (r.values !== undefined && r.values.length > 1) conn.user(r.values[1]);
+    else if (conn.user() === undefined) conn.user(user);
     s.respond(235, `${MECH} authentication successful for ${user}${has_text(r.msg) ? ` - ${r.msg[0]}` : ''}`);
     s.connection.relay_client(1);
     if (s.connection.notes('naughty')) s.connection.notes('naughty', 0);
@@ -182,6 +191,7 @@ async function decide(s: SmtpSession, mech: string, c: Credentials): Promise<voi
   }
   s._auth = DENY;
   s.auth_failures++;
+  s.connection.user(undefined);
   if (r.fault) return s.fault_reply(r);
   s.respond(535, `${MECH} authentication failed for ${user} from ${s.connection.remote_ip() ?? ''}${has_text(r.msg) ? ` - ${r.msg[0]}` : ''}`);
 }

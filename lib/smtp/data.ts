@@ -12,11 +12,14 @@ import {
   LOGERROR,
   OK,
 } from '../constants.js';
+import type { Address } from '../address.js';
 import { MailHeader } from '../header.js';
 import type { HookResult } from '../hooks.js';
 import { add_authentication_results, add_received_line, clean_authentication_results } from './headers.js';
+import { start_message } from './facts.js';
 import { has_text, message_or } from './reply.js';
 import type { SmtpSession } from './session.js';
+import { xforward_reset } from './xclient.js';
 
 const NL = 0x0a;
 /** Headers past this size end the header section anyway, so memory stays bounded. */
@@ -44,8 +47,16 @@ export async function data_command(s: SmtpSession): Promise<boolean> {
     await s.sync_error();
     return true;
   }
+  start_message(s);
   s.respond(354, 'go ahead');
-  if (await receive(s)) await finish_message(s);
+  // LMTP (RFC 2033 4.2): whatever ends the message is answered once per accepted recipient
+  if (s.opts.lmtp) s.lmtp_fanout = txn.recipients();
+  try {
+    if (await receive(s)) await finish_message(s);
+  } finally {
+    s.lmtp_fanout = undefined;
+    xforward_reset(s);
+  }
   return true;
 }
 
@@ -182,10 +193,15 @@ async function queue(s: SmtpSession): Promise<void> {
     await s.reset_transaction();
     return;
   }
+  const rcpts = s.transaction.recipients();
   const r = await s.run_hooks('queue');
   await s.reset_transaction();
   if (r.rc === DONE) return;
-  if (r.fault) s.fault_reply(r);
+  if (s.lmtp_fanout && !r.fault && rcpts.some((a) => a.notes('lmtp_result') !== undefined)) {
+    // LMTP, and the queue plugin decided per recipient (docs/listeners.md)
+    s.lmtp_fanout = undefined;
+    for (const rcpt of rcpts) lmtp_reply(s, rcpt, r);
+  } else if (r.fault) s.fault_reply(r);
   else if (r.rc === OK) s.respond(250, message_or(r.msg, 'Queued'));
   else if (r.rc === DENY) s.respond(552, message_or(r.msg, 'Message denied'));
   else if (r.rc === DENYSOFT) s.respond(452, message_or(r.msg, 'Message denied temporarily'));
@@ -193,4 +209,26 @@ async function queue(s: SmtpSession): Promise<void> {
   if (r.rc === OK && !r.fault) s.junk_commands = 0;
   const post = await s.run_hooks('queue_post');
   if (post.rc !== OK && post.rc !== 0 && post.msg.length) s.log(LOGERROR, ...post.msg);
+}
+
+/**
+ * One LMTP reply for `rcpt`: its `lmtp_result` note (`rc` or `[rc, message]`, set by the queue
+ * plugin), else the queue hook's result, with the queue's reply codes.
+ */
+function lmtp_reply(s: SmtpSession, rcpt: Address, queued: HookResult): void {
+  const note = rcpt.notes('lmtp_result') as number | readonly unknown[] | undefined;
+  let rc = queued.rc;
+  let msg = queued.msg;
+  if (typeof note === 'number') [rc, msg] = [note, []];
+  else if (Array.isArray(note)) [rc, msg] = [Number(note[0]), note.slice(1).filter((m) => m !== undefined && m !== null).flatMap((m) => String(m).split('\n'))];
+  const [code, def] =
+    rc === OK
+      ? [250, 'Queued']
+      : rc === DENY
+        ? [552, 'Message denied']
+        : rc === DENYSOFT
+          ? [452, 'Message denied temporarily']
+          : [451, 'Queuing declined or disabled; try again later'];
+  const lines = message_or(msg, def);
+  s.respond(code, `${rcpt.format()} ${lines[0]}`, ...lines.slice(1));
 }

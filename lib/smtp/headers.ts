@@ -16,14 +16,9 @@ function header_safe(text: string | undefined): string {
   return (text ?? '').replace(/[\x00-\x1f\x7f-\uffff()\\]/g, '?');
 }
 
-/** RFC 3848 protocol name: SMTP/ESMTP plus S (TLS) and A (AUTH) for ESMTP; LMTP likewise. */
+/** RFC 3848 protocol name (the connection's transmission_type()): SMTP, ESMTP[S][A], LMTP[S][A]. */
 export function transmission_type(s: SmtpSession): string {
-  const hello = s.connection.hello();
-  let proto = hello === 'lhlo' ? 'LMTP' : hello === 'ehlo' ? 'ESMTP' : 'SMTP';
-  if (proto === 'SMTP') return proto;
-  if (s.tls_active()) proto += 'S';
-  if (s._auth === OK) proto += 'A';
-  return proto;
+  return s.connection.transmission_type() ?? 'SMTP';
 }
 
 /** Adds the Received header; returns the received_line hook result (a fault means: refuse). */
@@ -38,9 +33,11 @@ export async function add_received_line(s: SmtpSession, header: MailHeader): Pro
     value = r.msg.join('\n');
   } else {
     const c = s.connection;
+    // XFORWARD (from a trusted content filter) names the up-stream client instead
+    const xf = (s.transaction.notes('xforward') ?? {}) as Record<string, string | undefined>;
     value =
-      `from ${header_safe(c.remote_info())} (HELO ${header_safe(c.hello_host())}) (${c.remote_ip()})\n` +
-      ` by ${s.config('me')} (qpsmtpd-ts/${s.version()}) with ${proto} ${tls_comment}; ` +
+      `from ${header_safe(xf.name ?? c.remote_info())} (HELO ${header_safe(xf.helo ?? c.hello_host())}) (${header_safe(xf.addr) || c.remote_ip()})\n` +
+      ` by ${s.config('me')} (qpsmtpd-ts/${s.version()}) with ${proto}${tls_comment ? ` ${tls_comment}` : ''} id ${header_safe(s.transaction.uuid())}; ` +
       strftime('%a, %d %b %Y %H:%M:%S %z');
   }
   header.add('Received', value, 0);

@@ -14,7 +14,7 @@ import {
   LOGNOTICE,
   OK,
 } from '../constants.js';
-import type { Address } from '../address.js';
+import { Address } from '../address.js';
 import type { Connection } from '../connection.js';
 import { FAULT_MESSAGE, describe_error, type HookResult } from '../hooks.js';
 import { Qpsmtpd } from '../qpsmtpd.js';
@@ -23,6 +23,8 @@ import { auth_command, auth_mechanisms } from './auth.js';
 import { parse_command, params_object } from './command.js';
 import { data_command } from './data.js';
 import { LineReader, type ReaderEvent, type ReaderMode } from './line-reader.js';
+import { load_listener_parameters, type ListenerInfo } from './listener.js';
+import { is_trusted_proxy, proxy_capabilities, xclient_command, xclient_helo, xforward_begin, xforward_command, xforward_reset } from './xclient.js';
 import { format_reply, has_text, message_or, reply_lines } from './reply.js';
 
 /** How a rejection code maps to a reply: `[smtp code, default text]` per return code. */
@@ -31,11 +33,24 @@ export type DenyTable = Partial<Record<number, readonly [number, string]>>;
 export interface SessionOptions {
   /** The stream is already TLS (SMTPS, port 465). */
   implicit_tls?: boolean;
+  /** LMTP (RFC 2033): LHLO instead of HELO/EHLO, one reply per recipient after DATA. */
+  lmtp?: boolean;
+  /** The listener the connection came in on (for the listener_parameters hook). */
+  listener?: ListenerInfo;
+  /** Values of the listener_parameters hook, already run (implicit TLS needs them first). */
+  listener_params?: Record<string, string[]>;
+  /** `--no-rdns`: an XCLIENT address without NAME is not looked up. */
+  no_rdns?: boolean;
+  /** XCLIENT names a new client address: may it have one more session (per-IP limit)? */
+  readdress?: (ip: string) => Promise<boolean>;
 }
 
-const KNOWN_COMMANDS = ['ehlo', 'helo', 'rset', 'mail', 'rcpt', 'data', 'help', 'vrfy', 'noop', 'quit'];
+/** Non-ASCII in an address: only with SMTPUTF8 (RFC 6531 3.4). */
+const NON_ASCII = /[^\x00-\x7f]/;
+
+const KNOWN_COMMANDS = ['ehlo', 'helo', 'rset', 'mail', 'rcpt', 'data', 'help', 'vrfy', 'noop', 'quit', 'xclient', 'xforward'];
 /** RFC 2920 3.1: these must end a pipelined group; input behind them is a synchronization error. */
-const GROUP_ENDERS = new Set(['ehlo', 'helo', 'data']);
+const GROUP_ENDERS = new Set(['ehlo', 'helo', 'lhlo', 'data']);
 const JUNK = new Set(['noop', 'rset', 'vrfy', 'help']);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -57,6 +72,9 @@ export class SmtpSession extends Qpsmtpd {
   /** PLAIN's authorization identity of the last AUTH. */
   _authz_id?: string;
   closed = false;
+  /** LMTP: the recipients the next reply is sent for, one copy each (set by DATA after its 354). */
+  lmtp_fanout?: Address[];
+  private prepared = false;
   private eof = false;
   private wake?: () => void;
   private interrupt?: (err: Error) => void;
@@ -70,6 +88,7 @@ export class SmtpSession extends Qpsmtpd {
     super(runtime, connection);
     this.stream = stream;
     this.opts = opts;
+    if (opts.lmtp) this.commands.add('lhlo');
     if (opts.implicit_tls) this.tls_socket = stream as never;
     this.attach(stream);
   }
@@ -82,6 +101,7 @@ export class SmtpSession extends Qpsmtpd {
     this.wake?.();
   };
   private readonly on_end = () => {
+    if (!this.closed) this.connection.remote_closed(true);
     this.eof = true;
     this.wake?.();
   };
@@ -121,6 +141,11 @@ export class SmtpSession extends Qpsmtpd {
 
   tls_cipher(): string {
     return this.tls_socket?.getCipher()?.name ?? '';
+  }
+
+  /** A session's log lines carry its connection's uuid (log_id(): `<pid> <uuid>`). */
+  override log_uuid(): string {
+    return this.connection.uuid();
   }
 
   tls_protocol(): string {
@@ -194,6 +219,14 @@ export class SmtpSession extends Qpsmtpd {
   respond(code: number, ...lines: unknown[]): boolean {
     const msgs = reply_lines(lines);
     if (!msgs.length) return true;
+    const fan = this.lmtp_fanout;
+    if (fan) {
+      // LMTP: the reply that ends a message is one reply per accepted recipient (RFC 2033 4.2)
+      this.lmtp_fanout = undefined;
+      let sent = true;
+      for (const rcpt of fan) sent = this.respond(code, `${rcpt.format()} ${msgs[0]}`, ...msgs.slice(1)) && sent;
+      return sent;
+    }
     if (this.closed || this.stream.destroyed || !this.stream.writable) {
       this.log(LOGERROR, 'Lost connection to client, cannot send response.');
       return false;
@@ -201,6 +234,8 @@ export class SmtpSession extends Qpsmtpd {
     for (const m of msgs) this.log(LOGINFO, `${code} ${m}`);
     if (code >= 400) this.errors++;
     this.last_response = `${code} ${msgs[msgs.length - 1]}`;
+    this.connection.last_response(this.last_response);
+    if (code >= 400) this.connection.last_error(this.last_response);
     this.stream.write(format_reply(code, msgs));
     return true;
   }
@@ -256,8 +291,25 @@ export class SmtpSession extends Qpsmtpd {
     }
   }
 
-  async start_conversation(): Promise<void> {
+  /**
+   * Per-connection set-up before the greeting (and again after XCLIENT): the listener parameters
+   * (docs/listeners.md); on the first call, whether the client may use XCLIENT/XFORWARD.
+   */
+  async prepare(): Promise<void> {
     const c = this.connection;
+    if (!this.prepared && this.opts.listener_params) this.listener_params = this.opts.listener_params;
+    else await load_listener_parameters(this, this.opts.listener);
+    if (!this.prepared) c.proxy({ ...c.proxy(), allowed: is_trusted_proxy(this, c.remote_ip()) });
+    this.prepared = true;
+    // the name this server gives itself here may be the listener's own
+    const me = this.config('me');
+    if (me) c.local_host(me);
+  }
+
+  async start_conversation(): Promise<void> {
+    if (!this.prepared) await this.prepare();
+    const c = this.connection;
+    if (c.local_host() === undefined) c.local_host(this.config('me'));
     this.log(LOGNOTICE, `Connection from ${c.remote_info() ?? c.remote_host() ?? ''} [${c.remote_ip() ?? ''}]`);
     const r = await this.run_hooks('connect');
     if (r.fault) return this.fault_and_close(r);
@@ -278,6 +330,7 @@ export class SmtpSession extends Qpsmtpd {
 
   greeting(): string {
     const custom = this.config('smtpgreeting');
+    if (this.opts.lmtp) return custom || `${this.config('me')} LMTP qpsmtpd-ts ${this.version()} ready`;
     if (custom) return /(^|\W)ESMTP(\W|$)/.test(custom) ? custom : `${custom} ESMTP`;
     return `${this.config('me')} ESMTP qpsmtpd-ts ${this.version()} ready; send us your mail, but not your spam.`;
   }
@@ -296,6 +349,7 @@ export class SmtpSession extends Qpsmtpd {
       return this.after_command();
     }
     this.current_line = line;
+    this.connection.current_line(line);
     await this.dispatch(line);
   }
 
@@ -331,7 +385,12 @@ export class SmtpSession extends Qpsmtpd {
     switch (cmd) {
       case 'ehlo':
       case 'helo':
+      case 'lhlo':
         return this.hello_command(cmd, rest);
+      case 'xclient':
+        return xclient_command(this, rest);
+      case 'xforward':
+        return xforward_command(this, rest);
       case 'mail':
         return this.mail(rest);
       case 'rcpt':
@@ -430,12 +489,18 @@ export class SmtpSession extends Qpsmtpd {
 
   // -- commands ----------------------------------------------------------------------------------
 
-  private async hello_command(cmd: 'ehlo' | 'helo', rest: string | undefined): Promise<void> {
+  private async hello_command(greeting: 'ehlo' | 'helo' | 'lhlo', rest: string | undefined): Promise<void> {
+    if (this.opts.lmtp && greeting !== 'lhlo') {
+      this.respond(500, '5.5.1 This is an LMTP server: greet with LHLO');
+      return;
+    }
+    // LHLO is EHLO under another name (RFC 2033 4.1): the ehlo hooks run for it
+    const cmd = greeting === 'lhlo' ? 'ehlo' : greeting;
     const p = await this.run_hooks(`${cmd}_parse`);
     if (p.fault) return this.fault_reply(p);
     const [ok, host, ...extra] = parse_command(cmd, rest, p.parser, (l, m) => this.log(l, m));
     if (ok !== OK || !host) {
-      this.respond(501, `${cmd} requires domain/address - see RFC-2821 4.1.1.1`);
+      this.respond(501, `${greeting} requires domain/address - see RFC-2821 4.1.1.1`);
       return;
     }
     if (this.connection.hello()) {
@@ -452,8 +517,9 @@ export class SmtpSession extends Qpsmtpd {
     });
     if (denied) return;
     const c = this.connection;
-    c.hello(cmd);
-    c.hello_host(host);
+    c.hello(greeting);
+    // a HELO name given by XCLIENT stays (Postfix XCLIENT_README)
+    c.hello_host(xclient_helo(this) ?? host);
     const hi = `${this.config('me')} Hi ${c.remote_info() ?? ''} [${c.remote_ip() ?? ''}]`;
     if (cmd === 'helo') {
       this.respond(250, `${hi}; I am so happy to meet you.`);
@@ -462,6 +528,7 @@ export class SmtpSession extends Qpsmtpd {
     const caps: string[] = ['PIPELINING', '8BITMIME'];
     const databytes = this.config('databytes');
     if (databytes && Number(databytes)) caps.push(`SIZE ${databytes}`);
+    caps.push('SMTPUTF8', ...proxy_capabilities(this));
     const extra_caps = this.transaction.notes('capabilities');
     if (Array.isArray(extra_caps)) caps.push(...extra_caps.map(String));
     const mechs = auth_mechanisms(this);
@@ -479,6 +546,7 @@ export class SmtpSession extends Qpsmtpd {
       this.respond(503, 'please say hello first ...');
       return;
     }
+    xforward_begin(this);
     this.log(LOGDEBUG, `full from_parameter: ${rest ?? ''}`);
     this.connection.notes('envelope_from', rest);
     const p = await this.run_hooks('mail_parse', rest);
@@ -489,7 +557,15 @@ export class SmtpSession extends Qpsmtpd {
       return;
     }
     const param = params_object(params);
+    const keys = params.map((k) => k.split('=')[0]!.toUpperCase());
+    const twice = keys.find((k, i) => keys.indexOf(k) !== i);
+    if (twice) {
+      this.respond(501, `5.5.4 Syntax error in parameters (${twice.replace(/[^\w-]/g, '?')} given twice)`);
+      return;
+    }
     if (!this.check_size(param)) return;
+    const utf8 = this.check_envelope_params(param);
+    if (utf8 === undefined) return;
     let from = from_raw ?? '<>';
     const pre = await this.run_hooks('mail_pre', from, param);
     if (pre.fault) return this.fault_reply(pre);
@@ -498,7 +574,11 @@ export class SmtpSession extends Qpsmtpd {
       this.respond(501, 'could not parse your mail from command');
       return;
     }
-    const sender = from === '<>' || from.includes('[undefined]') || from === '<#@[]>' ? this.address('<>') : this.address(from);
+    if (!utf8 && NON_ASCII.test(from)) {
+      this.respond(553, '5.6.7 Non-ASCII address needs SMTPUTF8');
+      return;
+    }
+    const sender = from === '<>' || from.includes('[undefined]') || from === '<#@[]>' ? this.address('<>') : this.envelope_address(from, utf8);
     if (!sender) {
       this.respond(501, 'could not parse your mail from command');
       return;
@@ -518,6 +598,43 @@ export class SmtpSession extends Qpsmtpd {
     }
     this.respond(250, `${f}, sender OK - how exciting to get mail from you!`);
     this.transaction.sender(sender);
+  }
+
+  /**
+   * RFC 6152 BODY= (7BIT, 8BITMIME) and RFC 6531 SMTPUTF8 at MAIL; they become the transaction
+   * notes `body_type` and `smtputf8`. Returns whether UTF-8 addresses are allowed, or undefined
+   * after a 501/555 reply.
+   */
+  private check_envelope_params(param: Record<string, string | undefined>): boolean | undefined {
+    if ('body' in param) {
+      const body = param.body?.toUpperCase();
+      if (body === 'BINARYMIME') {
+        this.respond(555, '5.5.4 BODY=BINARYMIME needs CHUNKING, which is not offered');
+        return undefined;
+      }
+      if (body !== '7BIT' && body !== '8BITMIME') {
+        this.respond(501, '5.5.4 Syntax error in parameters (BODY)');
+        return undefined;
+      }
+      this.transaction.notes('body_type', body);
+    }
+    if (!('smtputf8' in param)) return false;
+    if (param.smtputf8 !== undefined) {
+      this.respond(501, '5.5.4 Syntax error in parameters (SMTPUTF8 takes no value)');
+      return undefined;
+    }
+    // offered only in the EHLO/LHLO reply; after HELO the keyword is ignored
+    if (this.connection.hello() === 'helo') return false;
+    this.transaction.notes('smtputf8', true);
+    return true;
+  }
+
+  /** An envelope address, UTF-8 allowed when the client asked for SMTPUTF8. */
+  private envelope_address(text: string, smtputf8: boolean): Address | undefined {
+    if (!smtputf8) return this.address(text);
+    const addr = Address.parse(text, { smtputf8 });
+    addr?.qp(this);
+    return addr;
   }
 
   /** RFC 1870: a declared SIZE over `databytes` is refused at MAIL; a malformed one too. */
@@ -554,7 +671,12 @@ export class SmtpSession extends Qpsmtpd {
     const pre = await this.run_hooks('rcpt_pre', to, param);
     if (pre.fault) return this.fault_reply(pre);
     if (pre.rc === OK && pre.msg[0] !== undefined) to = pre.msg[0];
-    const rcpt: Address | undefined = /^<.*>$/.test(to) ? this.address(to) : undefined;
+    const utf8 = !!this.transaction.notes('smtputf8');
+    if (!utf8 && NON_ASCII.test(to)) {
+      this.respond(553, '5.6.7 Non-ASCII address needs SMTPUTF8');
+      return;
+    }
+    const rcpt: Address | undefined = /^<.*>$/.test(to) ? this.envelope_address(to, utf8) : undefined;
     if (!rcpt || rcpt.format() === '<>') {
       this.respond(501, 'could not parse recipient');
       return;
@@ -577,6 +699,7 @@ export class SmtpSession extends Qpsmtpd {
   }
 
   async rset(): Promise<void> {
+    xforward_reset(this);
     await this.reset_transaction();
     this.respond(250, 'OK');
   }
@@ -640,6 +763,13 @@ export class SmtpSession extends Qpsmtpd {
     const r = await this.run_hooks('unrecognized_command', cmd, rest);
     if (r.rc === DONE) return;
     if (r.fault) return this.fault_reply(r);
+    if (cmd === 'proxy' && (r.rc === DECLINED || r.rc === 0)) {
+      // a PROXY header where none is accepted: never take the address, say so, and close
+      this.log(LOGINFO, `PROXY from ${this.connection.remote_ip() ?? '?'} refused: not a /proxy listener, or the sender is not a trusted proxy`);
+      this.respond(554, '5.7.1 PROXY not accepted here; closing connection');
+      await this.disconnect();
+      return;
+    }
     if (r.rc === DENY_DISCONNECT) {
       this.respond(521, message_or(r.msg, 'Unrecognized command, closing connection'));
       await this.disconnect();

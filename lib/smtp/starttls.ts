@@ -6,6 +6,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { LOGDEBUG, LOGINFO, LOGNOTICE, LOGWARN } from '../constants.js';
+import { tls_facts } from './facts.js';
 import type { SmtpSession } from './session.js';
 
 export interface StartTlsOptions {
@@ -15,6 +16,8 @@ export interface StartTlsOptions {
   timeout_ms: number;
   /** Aborts the handshake (the hook's own timeout). */
   signal?: AbortSignal;
+  /** Chooses another certificate by the name the client asks for (SNI). */
+  SNICallback?: tls.TLSSocketOptions['SNICallback'];
 }
 
 /**
@@ -32,7 +35,7 @@ export async function starttls(session: SmtpSession, opts: StartTlsOptions): Pro
   if (!session.respond(220, 'Go ahead with TLS')) return failed(session, plain, 'cannot send 220');
   const deadline = Date.now() + opts.timeout_ms;
   if (!(await flushed(plain, opts.timeout_ms))) return failed(session, plain, 'the 220 reply could not be delivered');
-  const outcome = await handshake(plain, opts.context, Math.max(0, deadline - Date.now()), opts.signal);
+  const outcome = await handshake(plain, opts.context, Math.max(0, deadline - Date.now()), opts.signal, opts.SNICallback);
   if ('error' in outcome) return failed(session, plain, outcome.error);
 
   const secure = outcome.socket;
@@ -46,6 +49,7 @@ export async function starttls(session: SmtpSession, opts: StartTlsOptions): Pro
   const protocol = secure.getProtocol() ?? '';
   const cipher = secure.getCipher()?.name ?? '';
   const c = session.connection;
+  c.tls(tls_facts(secure));
   c.notes('tls_enabled', 1);
   c.notes('tls_socket', secure);
   c.notes('tls_protocol', protocol);
@@ -81,11 +85,17 @@ function flushed(stream: Duplex, timeout_ms: number): Promise<boolean> {
 type Outcome = { socket: tls.TLSSocket } | { error: string };
 
 /** Server-side handshake on `plain`; on any failure both sockets are destroyed. */
-function handshake(plain: Duplex, context: tls.SecureContext, timeout_ms: number, signal?: AbortSignal): Promise<Outcome> {
+function handshake(
+  plain: Duplex,
+  context: tls.SecureContext,
+  timeout_ms: number,
+  signal?: AbortSignal,
+  SNICallback?: tls.TLSSocketOptions['SNICallback'],
+): Promise<Outcome> {
   return new Promise((resolve) => {
     let secure: tls.TLSSocket;
     try {
-      secure = new tls.TLSSocket(plain as net.Socket, { isServer: true, secureContext: context });
+      secure = new tls.TLSSocket(plain as net.Socket, { isServer: true, secureContext: context, ...(SNICallback ? { SNICallback } : {}) });
     } catch (err) {
       plain.destroy();
       resolve({ error: err instanceof Error ? err.message : String(err) });

@@ -4,7 +4,8 @@
 //
 // The path (or command) may hold strftime escapes and `%i` (the session id set at connect, or
 // `parent` outside a session); the output is reopened whenever the expanded name changes.
-// Lines are `<tsformat> <hostname>[<pid>]: <message>`.
+// Lines are `<tsformat> <hostname>[<pid>]: <message>`; in an SMTP session the message starts
+// with the connection's uuid (`<uuid> <message>`).
 //
 // One process serves many sessions, each through its own view of this plugin: outputs are
 // therefore shared by name (and reference-counted) across the views, and every write goes
@@ -307,7 +308,9 @@ export default class extends Plugin {
       if (!this.maybe_reopen(slot, transaction, session)) return DECLINED;
       if (session) this.set_note(transaction, 'file-logged-this-session', 1);
     }
-    slot.out!.write(`${strftime(this._tsformat)} ${this._hostname}[${process.pid}]: ${text}\n`);
+    // lines of an SMTP session carry its uuid, as the built-in logger's do
+    const uuid = this.qp.log_uuid();
+    slot.out!.write(`${strftime(this._tsformat)} ${this._hostname}[${process.pid}]: ${uuid ? `${uuid} ` : ''}${text}\n`);
     return DECLINED;
   }
 

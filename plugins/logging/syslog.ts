@@ -6,6 +6,7 @@
 // one long-lived util-linux `logger` process and writes `<PRI>message` lines to its stdin;
 // logger adds the time stamp, `ident[pid]:` and delivers to the socket (or to a UDP/TCP
 // syslog server with `logsock udp[:host[:port]]` / `tcp[:host[:port]]`).
+// In an SMTP session the message starts with the connection's uuid (`<uuid> <message>`).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
 import type { Writable } from 'node:stream';
@@ -288,7 +289,9 @@ export default class extends Plugin {
       st.report(`${st.dropped} lines were not sent to syslog`);
       st.dropped = 0;
     }
-    stdin.write(`<${this.pri(level)}>${text.replace(/[\r\n]+/g, ' ')}\n`);
+    // lines of an SMTP session carry its uuid, as the built-in logger's do
+    const uuid = this.qp.log_uuid();
+    stdin.write(`<${this.pri(level)}>${uuid ? `${uuid} ` : ''}${text.replace(/[\r\n]+/g, ' ')}\n`);
     return DECLINED;
   }
 }

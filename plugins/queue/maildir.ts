@@ -1,6 +1,6 @@
 // queue/maildir: deliver accepted mail into a maildir, durably.
 //
-//   queue/maildir <maildir> [<sub-dir pattern>] [<mode>]
+//   queue/maildir <maildir> [<sub-dir pattern>] [<mode>] [meta]
 //
 // <maildir>      the maildir (`tmp/`, `new/`, `cur/` are created when missing)
 // <sub-dir>      optional; with `%l` (local part), `%d` (domain), `%u` (whole address) it names
@@ -9,6 +9,10 @@
 //                `-A-Za-z0-9+_.,@=` becomes `_`.
 // <mode>         three octal digits (default 700) for created directories; files get the
 //                same mode without execute bits (770 gives 0660 files).
+// meta           the word `meta` (anywhere after <maildir>): also write the transaction's meta
+//                (KumoMTA-style metadata: connection meta copied at DATA plus what plugins set,
+//                docs/connection.md) as one JSON object to `<maildir>/meta/<file name>.json`,
+//                fsync'd before the message is linked into `new/`.
 //
 // File names are `<time>.P<pid>M<usec>Q<counter>.<hostname>`; the content is
 // `Return-Path: <sender>`, `Delivered-To: <recipient>` lines (prepended to the header, so in
@@ -60,6 +64,8 @@ interface Copy {
   new: string;
   new_dir: string;
   linked: boolean;
+  /** The meta sidecar, once written (`meta` option). */
+  meta?: string;
 }
 
 const SAFE_CHARS = /[^-A-Za-z0-9+_.,@=]/g;
@@ -69,11 +75,19 @@ export default class extends Plugin {
   _subdirs: string | undefined;
   _perms = 0o700;
   _hostname = 'localhost';
+  /** `meta` option: write each message's meta to `meta/<name>.json`. */
+  _write_meta = false;
 
-  override register(...args: string[]): void {
+  override register(...all: string[]): void {
     const name = this.plugin_name();
+    // `meta` is a flag anywhere after the maildir (a pattern holds %l/%d/%u, a mode is octal)
+    const args = all.filter((a, i) => i === 0 || a !== 'meta');
+    if (args.length < all.length - 1) {
+      throw new PluginArgumentError(`plugin ${name}: 'meta' is given more than once; got '${all.join(' ')}'`);
+    }
+    this._write_meta = args.length < all.length;
     if (args.length > 3) {
-      throw new PluginArgumentError(`plugin ${name}: takes at most 3 arguments (maildir, sub-dir pattern, mode); got '${args.join(' ')}'`);
+      throw new PluginArgumentError(`plugin ${name}: takes at most 3 arguments (maildir, sub-dir pattern, mode) and the word meta; got '${all.join(' ')}'`);
     }
     const [dir, subdirs, mode] = args;
     if (!dir) throw new PluginArgumentError(`plugin ${name}: maildir directory not specified`);
@@ -93,7 +107,7 @@ export default class extends Plugin {
     }
     this._hostname = /[\w.-]+/.exec(hostname())?.[0] ?? 'localhost';
     if (!this._subdirs) {
-      for (const sub of ['cur', 'tmp', 'new']) {
+      for (const sub of this.subdirs()) {
         const d = path.join(this._maildir, sub);
         const first = mkdirSync(d, { recursive: true, mode: this._perms });
         if (first !== undefined) for (const c of chain(first, d)) chmodSync(c, this._perms);
@@ -121,6 +135,14 @@ export default class extends Plugin {
       for (const job of jobs) {
         await this.ensure_maildir(job.maildir, signal);
         copies.push(await this.write_file(transaction, job.maildir, job.addr, signal));
+      }
+      if (this._write_meta) {
+        const meta = `${JSON.stringify(transaction.all_meta())}\n`;
+        for (const c of copies) await this.write_meta(c, meta, signal);
+        for (const dir of new Set(copies.map((c) => path.dirname(c.meta!)))) {
+          check(signal, dir);
+          await this.sync_dir(dir, 'fsync meta');
+        }
       }
       for (const c of copies) {
         check(signal, c.tmp);
@@ -159,11 +181,16 @@ export default class extends Plugin {
     return path.join(this._maildir, ...segments);
   }
 
-  /** `tmp/`, `new/`, `cur/` of `maildir`, created (with `_perms`) and made durable when missing. */
+  /** The directories a maildir needs: `cur`, `tmp`, `new`, and `meta` with the meta option. */
+  subdirs(): string[] {
+    return this._write_meta ? ['cur', 'tmp', 'new', 'meta'] : ['cur', 'tmp', 'new'];
+  }
+
+  /** `tmp/`, `new/`, `cur/` (and `meta/`) of `maildir`, created (with `_perms`) and made durable when missing. */
   async ensure_maildir(maildir: string, signal: AbortSignal | undefined): Promise<void> {
     check(signal, maildir);
     const dirty = new Set<string>();
-    for (const sub of ['cur', 'tmp', 'new']) {
+    for (const sub of this.subdirs()) {
       const d = path.join(maildir, sub);
       let first: string | undefined;
       try {
@@ -229,6 +256,30 @@ export default class extends Plugin {
     return copy;
   }
 
+  /** Writes `<maildir>/meta/<name>.json` (O_EXCL, fsync'd, closed) for the copy `c`. */
+  async write_meta(c: Copy, json: string, signal: AbortSignal | undefined): Promise<void> {
+    const file = path.join(path.dirname(c.new_dir), 'meta', `${path.basename(c.tmp)}.json`);
+    check(signal, file);
+    let fh: FileHandle | undefined;
+    let step = 'open meta';
+    try {
+      fh = await fsp.open(file, 'wx', this.file_mode());
+      c.meta = file;
+      await fh.chmod(this.file_mode());
+      step = 'write meta';
+      await write_all(fh, Buffer.from(json, 'utf8'));
+      step = 'fsync meta';
+      await fh.sync();
+      step = 'close meta';
+      const h = fh;
+      fh = undefined;
+      await h.close();
+    } catch (e) {
+      if (fh) await fh.close().catch(() => undefined);
+      throw new QueueError(step, file, e);
+    }
+  }
+
   /** `tmp/<name>` → `new/<name>`: a hard link (never replaces a file); rename where links fail. */
   async link_file(c: Copy): Promise<void> {
     try {
@@ -263,6 +314,7 @@ export default class extends Plugin {
     for (const c of copies) {
       if (c.linked) await unlink_quietly(c.new, (m) => this.log(LOGERROR, m));
       await unlink_quietly(c.tmp, (m) => this.log(LOGERROR, m));
+      if (c.meta) await unlink_quietly(c.meta, (m) => this.log(LOGERROR, m));
     }
   }
 }

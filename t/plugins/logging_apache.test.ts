@@ -22,9 +22,9 @@ async function setup(plugins: string[], extra: Record<string, string | string[]>
   });
 }
 
-/** The access lines the built-in logger wrote, without its `<pid> (<hook>) logging::apache: ` prefix. */
+/** The access lines the built-in logger wrote, without its `<pid> <uuid> (<hook>) logging::apache: ` prefix. */
 function access_lines(logged: string[]): string[] {
-  const re = new RegExp(`^${pid} \\((\\w+)\\) logging::apache: (.*)$`);
+  const re = new RegExp(`^${pid} [0-9A-F-]{36} \\((\\w+)\\) logging::apache: (.*)$`);
   return logged.flatMap((l) => {
     const m = re.exec(l);
     return m ? [m[2]!] : [];
@@ -53,7 +53,7 @@ describe('logging/apache: SMTP sessions', () => {
     expect(m![1]).toBe(`[${strftime('%d/%b/%Y:%H:%M:%S %z', new Date(t))}]`);
     // the size of the message as sent (LF line ends)
     expect(Number(m![2])).toBe(msg.join('\n').length + 1);
-    expect(logged.some((l) => l.startsWith(`${pid} (queue_post) logging::apache: `))).toBe(true);
+    expect(logged.some((l) => new RegExp(`^${pid} [0-9A-F-]{36} \\(queue_post\\) logging::apache: `).test(l))).toBe(true);
   });
 
   it('refused at data_post → its code; deferred by the queue → 451; abandoned → MAIL, last reply, no size', async () => {

@@ -144,7 +144,7 @@ describe('queue/maildir: the stored message (Appendix A.2)', () => {
     const file = path.join(dir, 'new', in_new[0]!);
     expect(statSync(file).mode & 0o7777).toBe(0o600);
     const text = readFileSync(file, 'latin1');
-    const received = /^Received: from Unknown \(HELO client\.test\) \(127\.0\.0\.1\)\n by mx\.example\.test \(qpsmtpd-ts\/[^)]+\) with ESMTP ; \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\n/m;
+    const received = /^Received: from Unknown \(HELO client\.test\) \(127\.0\.0\.1\)\n by mx\.example\.test \(qpsmtpd-ts\/[^)]+\) with ESMTP id [0-9A-F-]{36}\.1; \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\n/m;
     expect(text).toMatch(received);
     expect(text.replace(received, 'Received: <line>\n')).toBe(
       [
@@ -184,7 +184,7 @@ describe('queue/maildir: the stored message (Appendix A.2)', () => {
       'Authentication-Results: mx.example.test; auth=pass (plain) smtp.auth=good@example.test',
       'Received: from Unknown (HELO client.test) (127.0.0.1)',
     ]);
-    expect(text).toMatch(/ with ESMTPA ; /);
+    expect(text).toMatch(/ with ESMTPA id [0-9A-F-]{36}\.1; /);
     expect(text.endsWith('Message-Id: <abc.123@b.test>\nSubject: t\n\nbody\n')).toBe(true);
     await client.cmd('QUIT');
     await done;

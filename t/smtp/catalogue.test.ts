@@ -157,7 +157,7 @@ describe('3.11 HELO / EHLO', () => {
     expect(await o.c.cmd('HELO client.test')).toMatchObject(r(250, `${ME} Hi Unknown [127.0.0.1]; I am so happy to meet you.`));
   });
 
-  it('250 multi-line EHLO reply: PIPELINING, 8BITMIME, SIZE, plugin capabilities, AUTH last', async () => {
+  it('250 multi-line EHLO reply: PIPELINING, 8BITMIME, SIZE, SMTPUTF8, plugin capabilities, AUTH last', async () => {
     const o = await open(
       {
         ehlo: (t: Transaction) => {
@@ -173,6 +173,7 @@ describe('3.11 HELO / EHLO', () => {
       'PIPELINING',
       '8BITMIME',
       'SIZE 100000',
+      'SMTPUTF8',
       'STARTTLS',
       'AUTH PLAIN CRAM-MD5 LOGIN',
     ]);
@@ -988,7 +989,7 @@ describe('3.6 / 3.11 AUTH', () => {
     expect((await o.c.cmd('DATA'))!.code).toBe(354);
     expect((await o.c.cmd('Subject: x\r\n\r\nb\r\n.'))!.code).toBe(250);
     expect(head).toMatch(/^Authentication-Results: mx\.example\.test; auth=pass \(plain\) smtp\.auth=good@example\.test\n/);
-    expect(head).toMatch(new RegExp(`\nReceived: from Unknown \\(HELO client\\.test\\) \\(127\\.0\\.0\\.1\\)\n by ${ME} \\(qpsmtpd-ts/${o.runtime.version}\\) with ESMTPA ; `));
+    expect(head).toMatch(new RegExp(`\nReceived: from Unknown \\(HELO client\\.test\\) \\(127\\.0\\.0\\.1\\)\n by ${ME} \\(qpsmtpd-ts/${o.runtime.version}\\) with ESMTPA id [0-9A-F-]{36}\\.1; `));
   });
 });
 

@@ -29,7 +29,7 @@ async function received_for(helo: string): Promise<string> {
 describe('Received header', () => {
   it('names the client and its HELO as qpsmtpd does', async () => {
     const r = await received_for('client.test');
-    expect(r).toMatch(/^Received: from Unknown \(HELO client\.test\) \(127\.0\.0\.1\)\n by mx\.local\.test \(qpsmtpd-ts\/[^)]+\) with ESMTP ; \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\n$/);
+    expect(r).toMatch(/^Received: from Unknown \(HELO client\.test\) \(127\.0\.0\.1\)\n by mx\.local\.test \(qpsmtpd-ts\/[^)]+\) with ESMTP id [0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\.1; \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\n$/);
   });
 
   it('a HELO name with comment syntax cannot unbalance the header (INJ-02)', async () => {
