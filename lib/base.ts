@@ -1,5 +1,5 @@
 // Qpsmtpd::Base helpers that plugins use: IP classification and `~` expansion.
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fs_constants, readFileSync } from 'node:fs';
 import os from 'node:os';
 import ipaddr from 'ipaddr.js';
 
@@ -44,4 +44,23 @@ function passwd_home(user: string): string | undefined {
     /* no readable passwd file: leave the path alone */
   }
   return undefined;
+}
+
+/** True if this process may read `file`. */
+export function is_readable(file: string): boolean {
+  return accessible(file, fs_constants.R_OK);
+}
+
+/** True if this process may execute `file`. */
+export function is_executable(file: string): boolean {
+  return accessible(file, fs_constants.X_OK);
+}
+
+function accessible(file: string, mode: number): boolean {
+  try {
+    accessSync(file, mode);
+    return true;
+  } catch {
+    return false;
+  }
 }

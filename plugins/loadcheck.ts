@@ -9,7 +9,7 @@
 // `unable to acquire system load` and registers no hook. A value is re-read at most every
 // `cache_time` seconds; the cache is shared by the sessions of a worker process.
 import { execFile } from 'node:child_process';
-import { accessSync, constants as fs_constants, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import {
   DECLINED,
   DENYSOFT,
@@ -19,6 +19,7 @@ import {
   PluginArgumentError,
   type Transaction,
 } from '../lib/index.js';
+import { is_readable, is_executable } from '../lib/base.js';
 
 type LoadMethod = () => Promise<void> | void;
 
@@ -26,24 +27,6 @@ type LoadMethod = () => Promise<void> | void;
 interface LoadState {
   load: number;
   time: number;
-}
-
-function readable(file: string): boolean {
-  try {
-    accessSync(file, fs_constants.R_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function executable(file: string): boolean {
-  try {
-    accessSync(file, fs_constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export default class extends Plugin {
@@ -87,21 +70,21 @@ export default class extends Plugin {
 
   /** The first way of reading the load that works here, or undefined. */
   get_load_method(): LoadMethod | undefined {
-    if (readable(this._kern_loadavg)) {
+    if (is_readable(this._kern_loadavg)) {
       return () => {
         // fixed-point values and the scale: "<1min> <5min> <15min> <scale>"
         const vals = readFileSync(this._kern_loadavg, 'latin1').split(' ');
         this.set_load(Number(vals[0]) / Number(vals[3]), this._kern_loadavg);
       };
     }
-    if (readable(this._proc_loadavg)) {
+    if (is_readable(this._proc_loadavg)) {
       return () => {
         const first = readFileSync(this._proc_loadavg, 'latin1').split(' ')[0];
         this.set_load(Number(first), this._proc_loadavg);
       };
     }
     const uptime = String(this._args.uptime);
-    if (executable(uptime)) {
+    if (is_executable(uptime)) {
       return () =>
         new Promise<void>((resolve) => {
           // 10:33AM  up  2:06, 1 user, load averages: 6.55, 3.76, 2.48

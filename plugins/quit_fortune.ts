@@ -8,20 +8,11 @@
 // too sophisticated to enjoy the fun") QUIT is answered with `221 <me> closing connection.`
 // followed by each line of `fortune -s`, prefixed with `  / `.
 import { execFile } from 'node:child_process';
-import { accessSync, constants as fs_constants } from 'node:fs';
 import { DECLINED, DONE, LOGDEBUG, Plugin } from '../lib/index.js';
+import { is_executable } from '../lib/base.js';
 
 interface Responder {
   respond?: (code: number, ...lines: unknown[]) => boolean;
-}
-
-function executable(file: string): boolean {
-  try {
-    accessSync(file, fs_constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export default class extends Plugin {
@@ -30,7 +21,7 @@ export default class extends Plugin {
   override register(...args: string[]): void {
     this.parse_args(args, {});
     // if fortune is not installed, don't register the hook
-    if (!executable(this._fortune)) {
+    if (!is_executable(this._fortune)) {
       this.log(LOGDEBUG, `${this._fortune} not found, not registering`);
       return;
     }

@@ -13,7 +13,7 @@
 // (lib/smtp/starttls.ts). If the handshake fails the session is closed. The plugin also
 // joins helo/mail/rcpt/data and every auth hook registered before it, refusing them once
 // the transaction note `ssl_failed` is set (RFC 2487 5.1), as qpsmtpd does.
-import { accessSync, constants as fs_constants, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import {
@@ -28,6 +28,7 @@ import {
   type Qpsmtpd,
   type Transaction,
 } from '../lib/index.js';
+import { is_readable } from '../lib/base.js';
 import type { SmtpSession } from '../lib/smtp/session.js';
 import { starttls } from '../lib/smtp/starttls.js';
 import { context_for, sni_callback, type TlsBase } from '../lib/server/tls-context.js';
@@ -50,15 +51,6 @@ export interface TlsSettings {
   min_version: TlsVersion;
   max_version: TlsVersion;
   handshake_timeout_ms: number;
-}
-
-function readable(file: string): boolean {
-  try {
-    accessSync(file, fs_constants.R_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function non_empty_file(file: string): boolean {
@@ -131,7 +123,7 @@ export function tls_settings(qp: Qpsmtpd, args: readonly string[] = [], warn: (m
   const key = a_key ?? from_config('tls_key') ?? `${dir}/qpsmtpd-server.key`;
   // the CA and dhparam are optional unless named explicitly
   let ca: string | undefined = a_ca ?? `${dir}/qpsmtpd-ca.crt`;
-  if (a_ca === undefined && !readable(ca)) ca = undefined;
+  if (a_ca === undefined && !is_readable(ca)) ca = undefined;
   let dhparam: string | undefined = a_dh ?? `${dir}/qpsmtpd-dhparam.pem`;
   if (!non_empty_file(dhparam)) {
     if (a_dh !== undefined) warn(`dhparam file ${dhparam} does not exist or is empty; DHE ciphers are unavailable`);

@@ -26,7 +26,6 @@ import {
   LOGDEBUG,
   OK,
   Plugin,
-  PluginArgumentError,
   type Address,
   type Transaction,
 } from '../lib/index.js';

@@ -89,7 +89,7 @@ function context_with(qp: Qpsmtpd, base: TlsBase, cert: string, key: string): tl
 }
 
 /** The pair named by one config layer, or undefined unless both files are named. */
-function pair(qp: Qpsmtpd, lookup: (name: string) => string[] | undefined, dir_of: (name: string) => string): [string, string] | undefined {
+function pair(lookup: (name: string) => string[] | undefined, dir_of: (name: string) => string): [string, string] | undefined {
   const cert = lookup('tls_cert')?.[0]?.trim();
   const key = lookup('tls_key')?.[0]?.trim();
   if (!cert || !key) return undefined;
@@ -107,7 +107,6 @@ export function context_for(qp: Qpsmtpd, base: TlsBase): tls.SecureContext {
   // a via file's relative path is relative to the config directory holding it
   const from_via = (name: string) => !qp.listener_params?.[name] && !!ip && config.get_overlay(`via/${ip}`, name) !== undefined;
   const files = pair(
-    qp,
     (name) => qp.listener_config(name),
     (name) => config.config_dir(from_via(name) ? `via/${ip}/${name}` : name),
   );
@@ -127,7 +126,6 @@ export function sni_context(qp: Qpsmtpd, base: TlsBase, servername: string): tls
   const config = qp.runtime.config;
   for (const n of candidates) {
     const files = pair(
-      qp,
       (f) => config.get_overlay(`sni/${n}`, f),
       (f) => config.config_dir(`sni/${n}/${f}`),
     );

@@ -1,7 +1,6 @@
 // A pool worker: loads config and plugins once, then serves the sockets the master hands it,
 // many sessions at a time. It exits when told to retire (after its sessions) or to shut down.
 import type net from 'node:net';
-import type tls from 'node:tls';
 import { LOGCRIT, LOGDEBUG, LOGERROR } from '../constants.js';
 import { describe_error } from '../hooks.js';
 import { Runtime } from '../runtime.js';

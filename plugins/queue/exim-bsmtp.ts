@@ -22,6 +22,7 @@ import fsp, { type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { DECLINED, DENY, DENYSOFT, LOGDEBUG, LOGERROR, LOGINFO, OK, Plugin, type Transaction } from '../../lib/index.js';
+import { DotStuffer } from '../../lib/smtp/dot-stuff.js';
 
 /** How much of exim's output is kept. */
 const MAX_OUTPUT = 64 * 1024;
@@ -111,12 +112,12 @@ export default class extends Plugin {
       for (const r of transaction.recipients()) head += `RCPT TO:<${r.address() || ''}>\n`;
       head += 'DATA\n';
       await write_all(fh, Buffer.from(head, 'utf8'));
-      const stuffer = new DotStuffer();
+      const stuffer = new DotStuffer(false);
       for await (const chunk of transaction.message_stream()) {
         if (signal?.aborted) throw new Error('hook timed out');
         await write_all(fh, stuffer.encode(chunk as Buffer));
       }
-      await write_all(fh, Buffer.from(`${stuffer.at_line_start() ? '' : '\n'}.\nQUIT\n`));
+      await write_all(fh, Buffer.concat([stuffer.finish(), Buffer.from('QUIT\n')]));
       await fh.close();
       fh = undefined;
       return file;
@@ -162,28 +163,6 @@ export default class extends Plugin {
 }
 
 /** Doubles a `.` at the start of every line (BSMTP uses LF line ends, as stored). */
-class DotStuffer {
-  private bol = true;
-
-  encode(chunk: Buffer): Buffer {
-    const out: Buffer[] = [];
-    let from = 0;
-    while (from < chunk.length) {
-      if (this.bol && chunk[from] === 0x2e) out.push(DOT);
-      const nl = chunk.indexOf(0x0a, from);
-      const end = nl < 0 ? chunk.length : nl + 1;
-      out.push(chunk.subarray(from, end));
-      this.bol = nl >= 0;
-      from = end;
-    }
-    return out.length === 1 ? out[0]! : Buffer.concat(out);
-  }
-
-  at_line_start(): boolean {
-    return this.bol;
-  }
-}
-const DOT = Buffer.from('.');
 
 async function write_all(fh: FileHandle, buf: Buffer): Promise<void> {
   for (let off = 0; off < buf.length; ) {

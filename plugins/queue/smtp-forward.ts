@@ -35,6 +35,7 @@ import {
   PluginArgumentError,
   type Transaction,
 } from '../../lib/index.js';
+import { DotStuffer } from '../../lib/smtp/dot-stuff.js';
 
 /** A reply bigger than this is a broken server. */
 const MAX_REPLY = 64 * 1024;
@@ -161,41 +162,6 @@ class SmtpClient {
   }
 }
 
-/** Turns stored message bytes (LF line ends) into SMTP DATA: CRLF line ends, dot-stuffed. */
-export class DataEncoder {
-  private bol = true;
-  private prev_cr = false;
-
-  encode(chunk: Buffer): Buffer {
-    const out: Buffer[] = [];
-    let from = 0;
-    while (from < chunk.length) {
-      if (this.bol && chunk[from] === 0x2e) out.push(DOT);
-      const nl = chunk.indexOf(0x0a, from);
-      if (nl < 0) {
-        out.push(chunk.subarray(from));
-        this.prev_cr = chunk[chunk.length - 1] === 0x0d;
-        this.bol = false;
-        break;
-      }
-      const before_cr = nl > from ? chunk[nl - 1] === 0x0d : this.prev_cr;
-      out.push(chunk.subarray(from, nl));
-      out.push(before_cr ? LF : CRLF);
-      this.prev_cr = false;
-      this.bol = true;
-      from = nl + 1;
-    }
-    return Buffer.concat(out);
-  }
-
-  /** The end: a line break if the message did not end with one, then `.CRLF`. */
-  finish(): Buffer {
-    return this.bol ? Buffer.from('.\r\n') : Buffer.from('\r\n.\r\n');
-  }
-}
-const DOT = Buffer.from('.');
-const LF = Buffer.from('\n');
-const CRLF = Buffer.from('\r\n');
 
 /** RFC 3461 xtext, which Postfix's XCLIENT wants for attribute values. */
 export function xtext(s: string): string {
@@ -247,7 +213,7 @@ export default class extends Plugin {
       this.expect(await client.command(`MAIL FROM:${sender ? sender.format() : '<>'}${mail_params}`), 'MAIL', 2);
       for (const r of rcpts) this.expect(await client.command(`RCPT TO:${r.format()}`), 'RCPT', 2);
       this.expect(await client.command('DATA'), 'DATA', 3);
-      const enc = new DataEncoder();
+      const enc = new DotStuffer(true);
       for await (const chunk of transaction.message_stream()) {
         if (signal?.aborted) throw new TransportError('hook timed out');
         await client.write(enc.encode(chunk as Buffer));

@@ -7,7 +7,7 @@ import type { Runtime } from '../../lib/index.js';
 import { make_runtime } from '../lib/harness.js';
 import { open_session, quit, send_message, until } from '../fixtures/plugins-c/helpers.js';
 import { closed_port, start_sink, type Sink, type SinkOptions } from '../fixtures/plugins-c/smtp-sink.js';
-import { DataEncoder, xtext } from '../../plugins/queue/smtp-forward.js';
+import { xtext } from '../../plugins/queue/smtp-forward.js';
 
 let sinks: Sink[] = [];
 afterEach(async () => {
@@ -211,20 +211,6 @@ describe('queue/smtp-forward: XCLIENT', () => {
   it('xtext-encodes attribute values', () => {
     expect(xtext('a b+c=d\xe9')).toBe('a+20b+2Bc+3Dd+C3+A9');
     expect(xtext('[UNAVAILABLE]')).toBe('[UNAVAILABLE]');
-  });
-});
-
-describe('queue/smtp-forward: DataEncoder', () => {
-  const encode = (chunks: string[]) => {
-    const e = new DataEncoder();
-    return chunks.map((c) => e.encode(Buffer.from(c, 'latin1')).toString('latin1')).join('') + e.finish().toString('latin1');
-  };
-  it('CRLF line ends and dot-stuffing, across chunk boundaries', () => {
-    expect(encode(['a\n.b\n..c\n.\n'])).toBe('a\r\n..b\r\n...c\r\n..\r\n.\r\n');
-    expect(encode(['a', '\n', '.', 'b\n'])).toBe('a\r\n..b\r\n.\r\n');
-    expect(encode(['.x\r', '\n.y\r\n'])).toBe('..x\r\n..y\r\n.\r\n');
-    expect(encode(['mid.dot\nno newline at the end'])).toBe('mid.dot\r\nno newline at the end\r\n.\r\n');
-    expect(encode([''])).toBe('.\r\n');
   });
 });
 
