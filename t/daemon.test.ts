@@ -226,7 +226,8 @@ describe('the server', () => {
     const d = await daemon(s);
     const c = await transaction(d.port);
     writeFileSync(path.join(s.dir, 'smtpgreeting'), 'new.test ESMTP\n');
-    process.kill(d.pid, 'SIGHUP');
+    const reload = await run_cli(['reload', '--pid-file', s.pidfile]);
+    expect(reload).toMatchObject({ code: 0, out: `reload requested (pid ${d.pid})\n` });
     await wait_for(() => /reload requested/.test(d.output()) || true, 100, '');
     // connections made after the reload get the new generation
     let greeting = '';
