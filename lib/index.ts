@@ -20,3 +20,4 @@ export { is_localhost, is_valid_ip, is_ipv6, tildeexp } from './base.js';
 export { format_log_line, sanitize_log_text } from './log.js';
 export { VERSION } from './paths.js';
 export * from './auth.js';
+export { DB, DBError, FileDB, type DBArgs, type DBClass, type DBClassRef, type DBValue } from './db.js';

@@ -8,10 +8,12 @@ import {
   LOGDEBUG,
   LOGERROR,
   LOGINFO,
+  LOGWARN,
   is_hook_name,
 } from './constants.js';
 import { is_ipv6, is_localhost, is_valid_ip, tildeexp } from './base.js';
 import type { DnsClient, MxRecord } from './dns.js';
+import { DB, type DBArgs } from './db.js';
 import type { Address } from './address.js';
 import type { Connection } from './connection.js';
 import type { Qpsmtpd } from './qpsmtpd.js';
@@ -41,6 +43,12 @@ export abstract class Plugin {
   continue_on_error = false;
   /** Per-plugin hook timeout in seconds (default: the `hook_timeout` config, 120 s). */
   hook_timeout?: number;
+  /** The loaded plugin object itself; session views inherit it. Per-plugin state such as the DB lives there. */
+  readonly _loaded_plugin: Plugin = this;
+  /** The store of `db()`, shared by every session of this loaded plugin (qpsmtpd's `$self->{db}`). */
+  _db?: DB;
+  /** The arguments `db()` uses (qpsmtpd's `$self->{db_args}`). */
+  _db_args?: DBArgs;
 
   // init(...args) and register(...args) are optional; subclasses define them.
   init?(...args: string[]): void | Promise<void>;
@@ -250,6 +258,54 @@ export abstract class Plugin {
     return value;
   }
 
+  /**
+   * Throws `Invalid db arguments` unless `args` is one object or an even-length key/value list
+   * (qpsmtpd's `validate_db_args`, without its leading plugin argument).
+   */
+  validate_db_args(...args: unknown[]): void {
+    if (args.length === 1 && is_plain_object(args[0])) return;
+    if (args.length % 2) throw new PluginArgumentError('Invalid db arguments');
+  }
+
+  /**
+   * The arguments for `db()`: given ones (an object or key/value pairs) replace the stored ones;
+   * `name` defaults to the plugin name and `cnx_timeout` to 1. Returns a copy.
+   */
+  db_args(args?: DBArgs): DBArgs;
+  db_args(...pairs: unknown[]): DBArgs;
+  db_args(...args: unknown[]): DBArgs {
+    this.validate_db_args(...args);
+    const home = this._loaded_plugin;
+    const given = db_args_object(args);
+    if (Object.keys(given).length) home._db_args = given;
+    const a = (home._db_args ??= {});
+    a.name ||= this.plugin_name();
+    a.cnx_timeout ||= 1;
+    return { ...a };
+  }
+
+  /**
+   * The plugin's key/value store (`Qpsmtpd::DB->new(db_args)`), made on first call and then
+   * shared by all sessions of this loaded plugin in this process; later arguments are ignored.
+   */
+  db(args?: DBArgs): DB;
+  db(...pairs: unknown[]): DB;
+  db(...args: unknown[]): DB {
+    this.validate_db_args(...args);
+    const home = this._loaded_plugin;
+    if (home._db) return home._db;
+    const extra: DBArgs = {};
+    if (home._qp) {
+      try {
+        extra.config_dir = home._qp.config_dir('plugins');
+      } catch {
+        /* no config layer: the DB's own default */
+      }
+      extra.warn = (msg: string) => home.log(LOGWARN, msg.replace(/\n+$/, ''));
+    }
+    return (home._db = DB.create({ ...extra, ...this.db_args(...args) }));
+  }
+
   // Qpsmtpd::Base helpers
   get_resolver(): DnsClient {
     return this._qp.runtime.dns;
@@ -281,4 +337,15 @@ export abstract class Plugin {
   tildeexp(path: string): string {
     return tildeexp(path);
   }
+}
+
+function is_plain_object(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function db_args_object(args: unknown[]): DBArgs {
+  if (args.length === 1 && is_plain_object(args[0])) return { ...args[0] };
+  const out: DBArgs = {};
+  for (let i = 0; i + 1 < args.length; i += 2) out[String(args[i])] = args[i + 1];
+  return out;
 }
