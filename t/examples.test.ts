@@ -8,7 +8,7 @@
 // - the hook reference table: it names every hook, and its rows for the SMTP command hooks are
 //   replayed (a plugin returning each code without a message) against real sessions.
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
