@@ -325,7 +325,7 @@ export class Master {
         socket.destroy();
       }
     });
-    if (w.served >= this.opts.worker_sessions) this.retire(w, 'served its sessions');
+    if (this.opts.worker_sessions && w.served >= this.opts.worker_sessions) this.retire(w, 'served its sessions');
   }
 
   private flush_waiting(): void {

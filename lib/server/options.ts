@@ -29,7 +29,7 @@ export interface DaemonOptions {
   no_rdns: boolean;
   config_dir?: string;
   workers: number;
-  /** Sessions a worker serves before it is replaced (qpsmtpd-prefork: 100 per child). */
+  /** Sessions a worker serves before it is replaced; 0 = never (qpsmtpd-prefork: 100 per child). */
   worker_sessions: number;
   /** Seconds TERM/INT wait for sessions before answering 421. */
   shutdown_timeout: number;
@@ -64,7 +64,7 @@ options (start; qpsmtpd-forkserver / qpsmtpd-prefork names):
   -H, --no-rdns                    no reverse DNS lookup of clients
       --config DIR                 config directory (default: $QPSMTPD_CONFIG, then ./config)
       --workers N                  worker processes (default: number of CPUs)
-      --worker-sessions N          sessions per worker before it is replaced (default 1000)
+      --worker-sessions N          replace a worker after N sessions (default 0: never)
       --shutdown-timeout SECONDS   TERM waits this long for sessions (default 30)
       --debug                      log at LOGDEBUG on stderr
       --quiet, --pretty-child, --renice-parent N   accepted for prefork compatibility
@@ -188,7 +188,7 @@ export function daemon_options(cli: RawOptions): DaemonOptions {
     no_rdns: !!v['no-rdns'],
     ...(config_dir !== undefined ? { config_dir: path.resolve(config_dir) } : {}),
     workers: int('workers', v.workers, Math.max(1, os.availableParallelism?.() ?? os.cpus().length), 1),
-    worker_sessions: int('worker-sessions', v['worker-sessions'], 1000, 1),
+    worker_sessions: int('worker-sessions', v['worker-sessions'], 0),
     shutdown_timeout: int('shutdown-timeout', v['shutdown-timeout'], 30),
     debug: !!v.debug,
   };

@@ -13,6 +13,8 @@ const cfg = JSON.parse(process.env[WORKER_ENV] ?? '{}') as WorkerConfig;
 const sessions = new Set<SmtpSession>();
 let active = 0;
 let retiring = false;
+/** Set by shutdown only: retiring finishes every session handed over, stopping does not. */
+let stopping = false;
 let runtime: Runtime | undefined;
 let tls_base: TlsBase | undefined;
 /** Pending XCLIENT re-addressing questions to the master. */
@@ -67,7 +69,8 @@ async function serve(msg: Extract<ToWorker, { t: 'conn' }>, socket: net.Socket):
       readdress: (ip: string) => readdress(id, ip),
       on_session: (s) => {
         sessions.add(s);
-        if (retiring) s.request_stop();
+        // a session handed over before the master saw us retire is served normally
+        if (stopping) s.request_stop();
       },
     });
   } finally {
@@ -79,7 +82,7 @@ async function serve(msg: Extract<ToWorker, { t: 'conn' }>, socket: net.Socket):
 }
 
 function shutdown(grace_ms: number): void {
-  retiring = true;
+  retiring = stopping = true;
   for (const s of sessions) s.request_stop();
   setTimeout(() => {
     for (const s of sessions) s.request_stop(true);
