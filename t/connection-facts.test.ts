@@ -4,14 +4,11 @@
 // The end-to-end part drives real clients over TCP (and TLS: STARTTLS and an SMTPS listener)
 // through listen(), with t/fixtures/facts/facts.ts recording every fact at every hook and
 // writing them out at post-connection; queue/maildir with its `meta` option stores the messages.
-import { execFileSync } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   Connection,
@@ -26,10 +23,11 @@ import {
   is_private_ip,
   type Plugin,
 } from '../lib/index.js';
-import { listen } from '../lib/server/serve.js';
 import { tls_context_from_config } from '../plugins/tls.js';
-import { PLUGIN_DIR, REPO, make_runtime } from './lib/harness.js';
-import { start_session } from './lib/session.js';
+import { make_cert } from './lib/cert.js';
+import { connect as tcp_client } from './lib/daemon.js';
+import { Opened, PLUGIN_DIR, REPO, listen_port, make_runtime, tmp_dir } from './lib/harness.js';
+import { TestClient, start_session, tls_connect } from './lib/session.js';
 
 const FACTS_DIR = path.join(REPO, 't', 'fixtures', 'facts');
 const UUID = /^[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}$/;
@@ -454,93 +452,21 @@ describe('session facts in-process', () => {
 
 // -- end to end over TCP and TLS ----------------------------------------------------------------
 
-interface Reply {
-  code: number;
-  lines: string[];
-  text: string;
-}
-
-/** A raw SMTP client on any stream, which can hand its socket to a TLS layer. */
-class Wire {
-  private buf = '';
-  private waiters: Array<() => void> = [];
-  closed = false;
-  private readonly on_data = (d: Buffer) => {
-    this.buf += d.toString('latin1');
-    this.notify();
-  };
-  private readonly on_close = () => {
-    this.closed = true;
-    this.notify();
-  };
-  constructor(readonly stream: Duplex) {
-    stream.on('data', this.on_data);
-    stream.on('end', this.on_close);
-    stream.on('close', this.on_close);
-    stream.on('error', () => {});
-  }
-  private notify() {
-    for (const f of this.waiters.splice(0)) f();
-  }
-  async reply(timeout_ms = 8000): Promise<Reply> {
-    const deadline = Date.now() + timeout_ms;
-    for (;;) {
-      const m = /^((?:\d{3}-[^\r\n]*\r\n)*)(\d{3}) ([^\r\n]*)\r\n/.exec(this.buf);
-      if (m) {
-        this.buf = this.buf.slice(m[0].length);
-        const lines = m[0].split('\r\n').filter(Boolean).map((l) => l.slice(4));
-        return { code: Number(m[2]), lines, text: lines.join('\n') };
-      }
-      if (this.closed) throw new Error('connection closed');
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no reply; buffered: ${JSON.stringify(this.buf)}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-  async cmd(line: string, code?: number): Promise<Reply> {
-    this.stream.write(line + '\r\n');
-    const r = await this.reply();
-    if (code !== undefined) expect(r.code, `${line} → ${r.code} ${r.text}`).toBe(code);
-    return r;
-  }
-  detach(): Duplex {
-    this.stream.off('data', this.on_data);
-    this.stream.off('end', this.on_close);
-    this.stream.off('close', this.on_close);
-    this.stream.pause();
-    return this.stream;
-  }
-}
-
 type Snap = Record<string, any>;
 
 let root: string;
 let cert: string;
 let key: string;
-const servers: net.Server[] = [];
-const sockets: Duplex[] = [];
+const opened = new Opened();
 
 beforeAll(() => {
-  root = mkdtempSync(path.join(os.tmpdir(), 'qpts-facts-'));
-  cert = path.join(root, 'cert.pem');
-  key = path.join(root, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=mx.example.test', '-days', '2', '-keyout', key, '-out', cert], {
-    stdio: 'ignore',
-  });
+  root = tmp_dir('qpts-facts-');
+  ({ cert, key } = make_cert('mx.example.test', root));
 });
 
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-afterEach(async () => {
-  for (const s of sockets.splice(0).reverse()) s.destroy();
-  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
-});
+afterEach(() => opened.close_all());
 
 async function server(opts: { smtps?: boolean } = {}) {
   const out = mkdtempSync(path.join(root, 'facts-'));
@@ -553,16 +479,21 @@ async function server(opts: { smtps?: boolean } = {}) {
     loglevel: '6',
   });
   const tls_context = opts.smtps ? tls_context_from_config(t.runtime.server_qp, [cert, key]) : undefined;
-  const srv = await listen(t.runtime, { port: 0, no_rdns: true, ...(tls_context ? { tls_context } : {}) });
-  servers.push(srv);
-  return { ...t, out, maildir, port: (srv.address() as net.AddressInfo).port };
+  const { server: srv, port } = await listen_port(t.runtime, { no_rdns: true, ...(tls_context ? { tls_context } : {}) });
+  opened.servers.push(srv);
+  return { ...t, out, maildir, port };
 }
 
-async function connect(port: number): Promise<{ wire: Wire; socket: net.Socket }> {
-  const socket = net.connect({ host: '127.0.0.1', port });
-  sockets.push(socket);
-  await once(socket, 'connect');
-  return { wire: new Wire(socket), socket };
+/** `c`, destroyed after the test; its replies may take 8 s. */
+function track<S extends Duplex>(c: TestClient<S>): TestClient<S> {
+  opened.sockets.push(c.stream);
+  c.timeout_ms = 8000;
+  return c;
+}
+
+async function connect(port: number): Promise<{ wire: TestClient; socket: net.Socket }> {
+  const wire = track(await tcp_client(port));
+  return { wire, socket: wire.stream };
 }
 
 /** The facts file of the one session the server had (written at post-connection). */
@@ -594,27 +525,27 @@ function stored(maildir: string): Array<{ name: string; message: string; meta?: 
     });
 }
 
-async function send_message(w: Wire, subject: string): Promise<void> {
-  await w.cmd('MAIL FROM:<sender@other.test>', 250);
-  await w.cmd('RCPT TO:<rcpt@example.test>', 250);
-  await w.cmd('DATA', 354);
-  await w.cmd(`Subject: ${subject}\r\n\r\nbody\r\n.`, 250);
+async function send_message(w: TestClient, subject: string): Promise<void> {
+  await w.expect_cmd('MAIL FROM:<sender@other.test>', 250);
+  await w.expect_cmd('RCPT TO:<rcpt@example.test>', 250);
+  await w.expect_cmd('DATA', 354);
+  await w.expect_cmd(`Subject: ${subject}\r\n\r\nbody\r\n.`, 250);
 }
 
 describe('every fact at every hook, over TCP and TLS', () => {
   it('plain TCP: EHLO, a refused RCPT, AUTH PLAIN with a user value, two messages, QUIT', async () => {
     const { port, out, maildir, logged } = await server();
     const { wire: w, socket } = await connect(port);
-    const greeting = await w.reply();
+    const greeting = (await w.reply())!;
     expect(greeting.code).toBe(220);
-    await w.cmd('EHLO client.example.test', 250);
-    await w.cmd('MAIL FROM:<sender@other.test>', 250);
-    const refused = await w.cmd('RCPT TO:<someone@elsewhere.test>', 550);
-    await w.cmd('RSET', 250);
-    await w.cmd(`AUTH PLAIN ${b64('\0alice\0secret')}`, 235);
+    await w.expect_cmd('EHLO client.example.test', 250);
+    await w.expect_cmd('MAIL FROM:<sender@other.test>', 250);
+    const refused = await w.expect_cmd('RCPT TO:<someone@elsewhere.test>', 550);
+    await w.expect_cmd('RSET', 250);
+    await w.expect_cmd(`AUTH PLAIN ${b64('\0alice\0secret')}`, 235);
     await send_message(w, 'one');
     await send_message(w, 'two');
-    await w.cmd('QUIT', 221);
+    await w.expect_cmd('QUIT', 221);
     const facts = await facts_of(out);
 
     const uuid = facts[0]!.uuid as string;
@@ -765,15 +696,13 @@ describe('every fact at every hook, over TCP and TLS', () => {
     const { port, out, maildir } = await server();
     const { wire: w } = await connect(port);
     await w.reply();
-    await w.cmd('EHLO client.example.test', 250);
-    await w.cmd('STARTTLS', 220);
-    const socket = tls.connect({ socket: w.detach() as net.Socket, rejectUnauthorized: false, servername: 'mx.example.test' });
-    sockets.push(socket);
-    await once(socket, 'secureConnect');
-    const t = new Wire(socket);
+    await w.expect_cmd('EHLO client.example.test', 250);
+    await w.expect_cmd('STARTTLS', 220);
+    const t = track(await w.starttls({ servername: 'mx.example.test' }));
+    const socket = t.stream;
     const secure = { secure: true, protocol: socket.getProtocol(), cipher: socket.getCipher().name, servername: 'mx.example.test' };
-    await t.cmd('EHLO client.example.test', 250);
-    await t.cmd(`AUTH PLAIN ${b64('bob\0bob\0secret')}`, 235);
+    await t.expect_cmd('EHLO client.example.test', 250);
+    await t.expect_cmd(`AUTH PLAIN ${b64('bob\0bob\0secret')}`, 235);
     await send_message(t, 'secure');
     // the client goes away without QUIT
     socket.destroy();
@@ -810,14 +739,12 @@ describe('every fact at every hook, over TCP and TLS', () => {
 
   it('SMTPS (implicit TLS, with SNI) and HELO: TLS from the start, SMTP per RFC 3848', async () => {
     const { port, out } = await server({ smtps: true });
-    const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, servername: 'smtps.example.test' });
-    sockets.push(socket);
-    await once(socket, 'secureConnect');
-    const w = new Wire(socket);
+    const w = track(new TestClient(await tls_connect({ host: '127.0.0.1', port, servername: 'smtps.example.test' })));
+    const socket = w.stream;
     await w.reply();
-    await w.cmd('HELO client.example.test', 250);
-    await w.cmd('MAIL FROM:<sender@other.test>', 250);
-    await w.cmd('QUIT', 221);
+    await w.expect_cmd('HELO client.example.test', 250);
+    await w.expect_cmd('MAIL FROM:<sender@other.test>', 250);
+    await w.expect_cmd('QUIT', 221);
     const facts = await facts_of(out);
     const secure = { secure: true, protocol: socket.getProtocol(), cipher: socket.getCipher().name, servername: 'smtps.example.test' };
     expect(at(facts, 'connect').tls).toEqual(secure);

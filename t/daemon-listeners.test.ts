@@ -2,30 +2,15 @@
 // header the master reads (so the per-IP limit and pre-connection hooks judge the real client),
 // XCLIENT re-addressing counted by the master, and an LMTP listener on a wildcard address with a
 // via/<local ip>/ overlay, reached through 127.0.0.2 and 127.0.0.3. docs/listeners.md.
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { proxy_v1, proxy_v2 } from '../lib/server/proxy-protocol.js';
-import { connect, start_daemon, wait_for, type Daemon } from './lib/daemon.js';
-import { REPO, write_config } from './lib/harness.js';
-import { TestClient } from './lib/session.js';
-
-const FIXTURES = path.join(REPO, 't', 'fixtures', 'daemon');
-const BUILT_PLUGINS = path.join(REPO, 'dist', 'plugins');
-
-function tmp(prefix: string): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
-}
+import { connect, daemon_config, kill_all, start_daemon, wait_for, type Daemon } from './lib/daemon.js';
+import type { TestClient } from './lib/session.js';
 
 const running: Daemon[] = [];
-afterEach(async () => {
-  for (const d of running.splice(0)) {
-    d.proc.kill('SIGKILL');
-    await d.exit;
-  }
-});
+afterEach(() => kill_all(running));
 
 interface Started {
   d: Daemon;
@@ -34,16 +19,7 @@ interface Started {
 }
 
 async function daemon(files: Record<string, string | string[]>, listen: string[], extra: string[] = []): Promise<Started> {
-  const maildir = tmp('qpts-md-');
-  const dir = write_config({
-    me: 'mx.local.test',
-    plugin_dirs: [FIXTURES, BUILT_PLUGINS],
-    plugins: ['accept_all', `queue/maildir ${maildir}`],
-    spool_dir: tmp('qpts-spool-'),
-    loglevel: '2',
-    dns_servers: '127.0.0.1:9',
-    ...files,
-  });
+  const { dir, maildir } = daemon_config(files);
   const d = await start_daemon(['--config', dir, ...listen.flatMap((l) => ['-l', l]), '--workers', '1', '-H', ...extra]);
   running.push(d);
   await wait_for(() => (d.output().match(/listening on /g) ?? []).length >= listen.length, 5000, 'every listener');
@@ -72,7 +48,7 @@ describe('a /proxy listener in the daemon', () => {
     v2.send(proxy_v2({ src_ip: '198.51.100.4', dst_ip: '192.0.2.2', src_port: 5, dst_port: 25 }));
     await greeted(v2);
     expect(await v2.cmd('HELO client.test')).toMatchObject({ code: 550, text: 'note: saw 198.51.100.4' });
-    const untrusted = await connect(port, '127.0.0.2');
+    const untrusted = await connect(port, { local: '127.0.0.2' });
     untrusted.send(proxy_v1('192.0.2.1', '192.0.2.2', 1234, 25));
     expect(await untrusted.reply()).toMatchObject({ code: 554 });
     expect(await untrusted.wait_closed()).toBe(true);
@@ -123,7 +99,7 @@ describe('an LMTP listener on a wildcard address with a via overlay', () => {
   it('127.0.0.2 gets its own name; one reply per recipient', async () => {
     const s = await daemon({ 'via/127.0.0.2/me': 'lmtp2.local.test' }, ['0.0.0.0:0/lmtp']);
     const port = s.ports[0]!;
-    const two = await connect_to(port, '127.0.0.2');
+    const two = await connect(port, { host: '127.0.0.2' });
     expect((await two.reply())!.text).toMatch(/^lmtp2\.local\.test LMTP qpsmtpd-ts /);
     expect((await two.cmd('LHLO client.test'))!.lines[0]).toMatch(/^lmtp2\.local\.test Hi /);
     expect((await two.cmd('MAIL FROM:<a@b.test>'))!.code).toBe(250);
@@ -134,18 +110,7 @@ describe('an LMTP listener on a wildcard address with a via overlay', () => {
     expect(await two.reply()).toMatchObject({ code: 250, text: expect.stringMatching(/^<x@local\.test> /) });
     expect(await two.reply()).toMatchObject({ code: 250, text: expect.stringMatching(/^<y@local\.test> /) });
     expect(stored(s.maildir)[0]).toMatch(/ by lmtp2\.local\.test \(qpsmtpd-ts\/[^)]+\) with LMTP /);
-    const three = await connect_to(port, '127.0.0.3');
+    const three = await connect(port, { host: '127.0.0.3' });
     expect((await three.reply())!.text).toMatch(/^mx\.local\.test LMTP /);
   });
 });
-
-/** A client connecting to `host` (another loopback address) rather than 127.0.0.1. */
-async function connect_to(port: number, host: string): Promise<TestClient> {
-  const socket = net.connect({ host, port });
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  socket.on('error', () => {});
-  return new TestClient(socket);
-}

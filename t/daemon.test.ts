@@ -1,18 +1,10 @@
 // End-to-end tests of bin/qpsmtpd-ts against real sockets on loopback.
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { chmodSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { REPO, write_config } from './lib/harness.js';
-import { connect, run_cli, start_daemon, wait_for, type Daemon } from './lib/daemon.js';
+import { tmp_dir } from './lib/harness.js';
+import { BUILT_PLUGINS, connect, daemon_config, kill_all, run_cli, start_daemon, wait_for, type Daemon } from './lib/daemon.js';
 import { start_dns, type TestDns } from './lib/dns-server.js';
-
-const FIXTURES = path.join(REPO, 't', 'fixtures', 'daemon');
-const BUILT_PLUGINS = path.join(REPO, 'dist', 'plugins');
-
-function tmp(prefix: string): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
-}
 
 interface Setup {
   dir: string;
@@ -21,27 +13,13 @@ interface Setup {
 }
 
 function setup(files: Record<string, string | string[]> = {}): Setup {
-  const maildir = tmp('qpts-md-');
-  const pidfile = path.join(tmp('qpts-run-'), 'qpsmtpd-ts.pid');
-  const dir = write_config({
-    me: 'mx.local.test',
-    plugin_dirs: [FIXTURES, BUILT_PLUGINS],
-    plugins: ['accept_all', `queue/maildir ${maildir}`],
-    spool_dir: tmp('qpts-spool-'),
-    loglevel: '2',
-    dns_servers: '127.0.0.1:9', // nothing listens: lookups fail fast, never the host's resolver
-    ...files,
-  });
-  return { dir, maildir, pidfile };
+  return { ...daemon_config(files), pidfile: path.join(tmp_dir('qpts-run-'), 'qpsmtpd-ts.pid') };
 }
 
 const running: Daemon[] = [];
 const dnsServers: TestDns[] = [];
 afterEach(async () => {
-  for (const d of running.splice(0)) {
-    d.proc.kill('SIGKILL');
-    await d.exit;
-  }
+  await kill_all(running);
   for (const s of dnsServers.splice(0)) await s.close();
 });
 
@@ -57,7 +35,7 @@ function queued(s: Setup): string[] {
 }
 
 async function transaction(port: number, body = 'Subject: t\r\n\r\nhello\r\n', local?: string) {
-  const c = await connect(port, local);
+  const c = await connect(port, { local });
   expect((await c.reply())!.code).toBe(220);
   expect((await c.cmd('EHLO client.test'))!.code).toBe(250);
   expect((await c.cmd('MAIL FROM:<a@b.test>'))!.code).toBe(250);
@@ -181,26 +159,26 @@ describe('the server', () => {
   it('-m 2: a third session from one IP gets 451; other IPs are served', async () => {
     const s = setup();
     const d = await daemon(s, ['-m', '2']);
-    const held = [await connect(d.port, '127.0.0.2'), await connect(d.port, '127.0.0.2')];
+    const held = [await connect(d.port, { local: '127.0.0.2' }), await connect(d.port, { local: '127.0.0.2' })];
     for (const c of held) expect((await c.reply())!.code).toBe(220);
-    const third = await connect(d.port, '127.0.0.2');
+    const third = await connect(d.port, { local: '127.0.0.2' });
     expect(await third.reply()).toMatchObject({ code: 451, text: 'too many connections from 127.0.0.2, try again later' });
     expect(await third.wait_closed()).toBe(true);
-    const other = await connect(d.port, '127.0.0.3');
+    const other = await connect(d.port, { local: '127.0.0.3' });
     expect((await other.reply())!.code).toBe(220);
     held[0]!.send('QUIT\r\n');
     await held[0]!.wait_closed();
     await wait_for(() => true, 200, '');
-    const again = await connect(d.port, '127.0.0.2');
+    const again = await connect(d.port, { local: '127.0.0.2' });
     expect((await again.reply())!.code).toBe(220);
   });
 
   it('-c 3: the fourth concurrent session gets a quick 421', async () => {
     const s = setup();
     const d = await daemon(s, ['-c', '3', '-m', '0']);
-    for (let i = 0; i < 3; i++) expect((await (await connect(d.port, `127.0.0.${10 + i}`)).reply())!.code).toBe(220);
+    for (let i = 0; i < 3; i++) expect((await (await connect(d.port, { local: `127.0.0.${10 + i}` })).reply())!.code).toBe(220);
     const started = Date.now();
-    const fourth = await connect(d.port, '127.0.0.20');
+    const fourth = await connect(d.port, { local: '127.0.0.20' });
     expect((await fourth.reply())!.code).toBe(421);
     expect(Date.now() - started).toBeLessThan(2000);
   });

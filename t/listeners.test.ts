@@ -3,12 +3,7 @@
 // LMTP, SMTPUTF8/BODY/SIZE at MAIL, the via/<local ip>/ overlay and the listener_parameters
 // hook on a wildcard listener reached through 127.0.0.2 and 127.0.0.3, and certificates chosen
 // per listener and by SNI. docs/listeners.md.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Address } from '../lib/address.js';
 import { DECLINED, DENY, DENYSOFT, OK } from '../lib/constants.js';
@@ -16,10 +11,12 @@ import type { Connection } from '../lib/connection.js';
 import type { Runtime } from '../lib/runtime.js';
 import { parse_proxy_header, proxy_v1, proxy_v2 } from '../lib/server/proxy-protocol.js';
 import { parse_listen } from '../lib/server/options.js';
-import { listen, type ListenOptions } from '../lib/server/serve.js';
+import type { ListenOptions } from '../lib/server/serve.js';
 import type { Transaction } from '../lib/transaction.js';
-import { PLUGIN_DIR, make_runtime, mock_hook } from './lib/harness.js';
-import { TestClient } from './lib/session.js';
+import { make_cert } from './lib/cert.js';
+import { connect, open_socket, type Target } from './lib/daemon.js';
+import { PLUGIN_DIR, listen_port, make_runtime, mock_hook, tmp_dir } from './lib/harness.js';
+import { TestClient, tls_connect } from './lib/session.js';
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
@@ -63,24 +60,18 @@ async function serve(files: Record<string, string | string[]> = {}, opts: Partia
     return [OK, 'Queued'];
   });
   setup?.(runtime);
-  const server = await listen(runtime, { port: 0, no_rdns: true, ...opts });
+  const { server, port } = await listen_port(runtime, { no_rdns: true, ...opts });
   cleanup.push(() => {
     server.close();
     server.unref();
   });
-  return { runtime, dir, port: (server.address() as net.AddressInfo).port, stored, connects };
+  return { runtime, dir, port, stored, connects };
 }
 
-async function open(port: number, o: { host?: string; local?: string } = {}): Promise<TestClient> {
-  const socket = net.connect({ host: o.host ?? '127.0.0.1', port, ...(o.local ? { localAddress: o.local } : {}) });
-  socket.setNoDelay(true);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  socket.on('error', () => {});
-  cleanup.push(() => socket.destroy());
-  return new TestClient(socket);
+async function open(port: number, target: Target = {}): Promise<TestClient> {
+  const c = await connect(port, target);
+  cleanup.push(() => c.destroy());
+  return c;
 }
 
 /** MAIL, RCPT(s), DATA, a small message: the final reply(ies). */
@@ -263,12 +254,12 @@ describe('XCLIENT from a trusted peer', () => {
       plugins: [`queue/smtp-forward 127.0.0.1 ${down.port} xclient`],
     });
     mock_hook(up_rt, 'rcpt', () => OK);
-    const up = await listen(up_rt, { port: 0, host: '0.0.0.0', no_rdns: true });
+    const up = await listen_port(up_rt, { host: '0.0.0.0', no_rdns: true });
     cleanup.push(() => {
-      up.close();
-      up.unref();
+      up.server.close();
+      up.server.unref();
     });
-    const c = await open((up.address() as net.AddressInfo).port, { local: '127.0.0.3' });
+    const c = await open(up.port, { local: '127.0.0.3' });
     expect((await c.reply())!.code).toBe(220);
     expect((await c.cmd('EHLO origin.test'))!.code).toBe(250);
     await message(c);
@@ -471,39 +462,30 @@ describe('per-listener parameters on a wildcard listener reached through 127.0.0
 });
 
 describe('certificates per listener address and by SNI', () => {
-  let certs: string;
-  const make = (name: string) => {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', path.join(certs, `${name}.key`), '-out', path.join(certs, `${name}.crt`)], { stdio: 'ignore' });
-    return { tls_cert: path.join(certs, `${name}.crt`), tls_key: path.join(certs, `${name}.key`) };
-  };
   const files: Record<string, string> = {};
   beforeAll(() => {
-    certs = mkdtempSync(path.join(os.tmpdir(), 'qpts-sni-'));
-    const def = make('default.test');
-    const b = make('b.test');
-    const wild = make('wild.example.test');
-    const via = make('via.test');
+    const certs = tmp_dir('qpts-sni-');
+    const def = make_cert('default.test', certs);
+    const b = make_cert('b.test', certs);
+    const wild = make_cert('wild.example.test', certs);
+    const via = make_cert('via.test', certs);
     Object.assign(files, {
-      tls_cert: def.tls_cert,
-      tls_key: def.tls_key,
-      'sni/b.test/tls_cert': b.tls_cert,
-      'sni/b.test/tls_key': b.tls_key,
-      'sni/*.example.test/tls_cert': wild.tls_cert,
-      'sni/*.example.test/tls_key': wild.tls_key,
-      'via/127.0.0.2/tls_cert': via.tls_cert,
-      'via/127.0.0.2/tls_key': via.tls_key,
+      tls_cert: def.cert,
+      tls_key: def.key,
+      'sni/b.test/tls_cert': b.cert,
+      'sni/b.test/tls_key': b.key,
+      'sni/*.example.test/tls_cert': wild.cert,
+      'sni/*.example.test/tls_key': wild.key,
+      'via/127.0.0.2/tls_cert': via.cert,
+      'via/127.0.0.2/tls_key': via.key,
     });
   });
 
   async function cn(port: number, host: string, servername?: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const s = tls.connect({ host, port, rejectUnauthorized: false, ...(servername ? { servername } : {}) }, () => {
-        const subject = s.getPeerCertificate().subject;
-        s.destroy();
-        resolve(String(subject.CN));
-      });
-      s.on('error', reject);
-    });
+    const s = await tls_connect({ host, port, ...(servername ? { servername } : {}) });
+    const subject = s.getPeerCertificate().subject;
+    s.destroy();
+    return String(subject.CN);
   }
 
   it('implicit TLS: SNI name, wildcard, the listener address default, the global default', async () => {
@@ -518,13 +500,11 @@ describe('certificates per listener address and by SNI', () => {
 
   it('/tls,proxy: the PROXY header in clear, then the handshake with SNI; the real client in the session', async () => {
     const s = await serve({ ...files, trusted_proxies: '127.0.0.1' }, { tls: true, proxy: true });
-    const socket = net.connect({ host: '127.0.0.1', port: s.port });
+    const socket = await open_socket(s.port);
     cleanup.push(() => socket.destroy());
-    await new Promise((r) => socket.once('connect', r));
     socket.write(proxy_v1('192.0.2.44', '127.0.0.2', 5000, 465));
-    const t = tls.connect({ socket, servername: 'b.test', rejectUnauthorized: false });
+    const t = await tls_connect({ socket, servername: 'b.test' });
     cleanup.push(() => t.destroy());
-    await new Promise((r) => t.once('secureConnect', r));
     expect(t.getPeerCertificate().subject.CN).toBe('b.test');
     const c = new TestClient(t);
     expect((await c.reply())!.code).toBe(220);
@@ -533,30 +513,22 @@ describe('certificates per listener address and by SNI', () => {
 
   it('/tls,proxy: the front-end address of the PROXY header picks the via certificate', async () => {
     const s = await serve({ ...files, trusted_proxies: '127.0.0.1' }, { tls: true, proxy: true });
-    const socket = net.connect({ host: '127.0.0.1', port: s.port });
+    const socket = await open_socket(s.port);
     cleanup.push(() => socket.destroy());
-    await new Promise((r) => socket.once('connect', r));
     socket.write(proxy_v1('192.0.2.44', '127.0.0.2', 5000, 465));
-    const t = tls.connect({ socket, rejectUnauthorized: false });
+    const t = await tls_connect({ socket });
     cleanup.push(() => t.destroy());
-    await new Promise((r) => t.once('secureConnect', r));
     expect(t.getPeerCertificate().subject.CN).toBe('via.test');
   });
 
   it('STARTTLS (plugins/tls) picks the SNI certificate too', async () => {
     const s = await serve({ ...files, plugins: 'tls', plugin_dirs: PLUGIN_DIR });
-    const socket = net.connect({ host: '127.0.0.1', port: s.port });
-    cleanup.push(() => socket.destroy());
-    const c = new TestClient(socket);
+    const c = await open(s.port);
     expect((await c.reply())!.code).toBe(220);
     expect((await c.cmd('EHLO client.test'))!.lines).toContain('STARTTLS');
     expect((await c.cmd('STARTTLS'))!.code).toBe(220);
-    socket.removeAllListeners('data');
-    const subject = await new Promise<string>((resolve, reject) => {
-      const t = tls.connect({ socket, servername: 'b.test', rejectUnauthorized: false }, () => resolve(String(t.getPeerCertificate().subject.CN)));
-      t.on('error', reject);
-      cleanup.push(() => t.destroy());
-    });
-    expect(subject).toBe('b.test');
+    const t = await c.starttls({ servername: 'b.test' });
+    cleanup.push(() => t.destroy());
+    expect(String(t.stream.getPeerCertificate().subject.CN)).toBe('b.test');
   });
 });

@@ -2,10 +2,9 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse_ident } from '../lib/server/ident.js';
-import { listen } from '../lib/server/serve.js';
 import { connect } from './lib/daemon.js';
 import { start_dns } from './lib/dns-server.js';
-import { make_runtime } from './lib/harness.js';
+import { listen_port, make_runtime } from './lib/harness.js';
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
@@ -30,12 +29,12 @@ async function fake_identd(reply: (query: string) => string | null): Promise<num
 
 async function serve(files: Record<string, string>) {
   const { runtime } = await make_runtime({ me: 'mx.local.test', dns_servers: '127.0.0.1:9', ...files });
-  const server = await listen(runtime, { port: 0 });
+  const { server, port } = await listen_port(runtime);
   cleanup.push(() => {
     server.close(); // sessions still open end with the test's sockets
     server.unref();
   });
-  return (server.address() as net.AddressInfo).port;
+  return port;
 }
 
 describe('ident (RFC 1413)', () => {

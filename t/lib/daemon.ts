@@ -1,12 +1,31 @@
-// Runs the real daemon (bin/qpsmtpd-ts from dist/) as a child process for end-to-end tests.
+// Runs the real daemon (bin/qpsmtpd-ts from dist/) as a child process for end-to-end tests, and
+// raw TCP clients for any listener.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { REPO } from './harness.js';
+import { REPO, tmp_dir, write_config } from './harness.js';
 import { TestClient } from './session.js';
 
 export const BIN = path.join(REPO, 'bin', 'qpsmtpd-ts');
+const DAEMON_FIXTURES = path.join(REPO, 't', 'fixtures', 'daemon');
+export const BUILT_PLUGINS = path.join(REPO, 'dist', 'plugins');
+
+/** A config dir for the daemon: the fixture plugins, accept_all, a maildir queue, DNS that fails fast; `files` on top. */
+export function daemon_config(files: Record<string, string | string[]> = {}): { dir: string; maildir: string } {
+  const maildir = tmp_dir('qpts-md-');
+  const dir = write_config({
+    me: 'mx.local.test',
+    plugin_dirs: [DAEMON_FIXTURES, BUILT_PLUGINS],
+    plugins: ['accept_all', `queue/maildir ${maildir}`],
+    spool_dir: tmp_dir('qpts-spool-'),
+    loglevel: '2',
+    dns_servers: '127.0.0.1:9', // nothing listens: lookups fail fast, never the host's resolver
+    ...files,
+  });
+  return { dir, maildir };
+}
 
 export interface Daemon {
   proc: ChildProcess;
@@ -56,6 +75,14 @@ export async function start_daemon(args: string[], env: Record<string, string> =
   return d;
 }
 
+/** Kills every daemon in `list` (SIGKILL) and waits for each to exit; empties the list. */
+export async function kill_all(list: Daemon[]): Promise<void> {
+  for (const d of list.splice(0)) {
+    d.proc.kill('SIGKILL');
+    await d.exit;
+  }
+}
+
 export function children_of(pid: number): number[] {
   try {
     return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
@@ -72,16 +99,25 @@ export async function wait_for(cond: () => boolean, timeout_ms: number, what: st
   }
 }
 
-/** A raw TCP client, optionally from a chosen 127.0.0.x source address. */
-export async function connect(port: number, local?: string): Promise<TestClient> {
-  const socket = net.connect({ host: '127.0.0.1', port, ...(local ? { localAddress: local } : {}) });
+export interface Target {
+  /** Where to connect (another loopback address); 127.0.0.1 by default. */
+  host?: string;
+  /** The source address (127.0.0.x). */
+  local?: string;
+}
+
+/** A TCP connection to `port`, Nagle off; its errors are ignored. */
+export async function open_socket(port: number, { host = '127.0.0.1', local }: Target = {}): Promise<net.Socket> {
+  const socket = net.connect({ host, port, ...(local ? { localAddress: local } : {}) });
   socket.setNoDelay(true);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
+  await once(socket, 'connect');
   socket.on('error', () => {});
-  return new TestClient(socket);
+  return socket;
+}
+
+/** A raw SMTP client over TCP. */
+export async function connect(port: number, target: Target = {}): Promise<TestClient<net.Socket>> {
+  return new TestClient(await open_socket(port, target));
 }
 
 /** Runs the CLI to completion. */

@@ -1,10 +1,15 @@
 // Test harness in the spirit of qpsmtpd's Test::Qpsmtpd: a Runtime on a temp config dir,
-// captured log lines, and mock hooks that run before every loaded plugin.
+// captured log lines, mock hooks that run before every loaded plugin, a listener on a random
+// port, and captured stderr.
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { vi } from 'vitest';
 import { Plugin } from '../../lib/plugin.js';
 import { Runtime, type RuntimeOptions } from '../../lib/runtime.js';
+import { listen, type ListenOptions } from '../../lib/server/serve.js';
 
 export const REPO = path.resolve(import.meta.dirname, '..', '..');
 export const PLUGIN_DIR = path.join(REPO, 'plugins');
@@ -15,8 +20,13 @@ export interface TestRuntime {
   logged: string[];
 }
 
+/** A fresh directory under the system temp dir. */
+export function tmp_dir(prefix: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
 /** Writes `files` (name -> content; arrays become lines) into a fresh config dir. */
-export function write_config(files: Record<string, string | string[]>, dir = mkdtempSync(path.join(os.tmpdir(), 'qpts-cfg-'))): string {
+export function write_config(files: Record<string, string | string[]>, dir = tmp_dir('qpts-cfg-')): string {
   for (const [name, content] of Object.entries(files)) {
     const file = path.join(dir, name);
     mkdirSync(path.dirname(file), { recursive: true });
@@ -30,7 +40,7 @@ export async function make_runtime(
   files: Record<string, string | string[]> = {},
   opts: RuntimeOptions & { load?: boolean } = {},
 ): Promise<TestRuntime> {
-  const spool = mkdtempSync(path.join(os.tmpdir(), 'qpts-spool-'));
+  const spool = tmp_dir('qpts-spool-');
   const dir = write_config({ spool_dir: spool, plugin_dirs: PLUGIN_DIR, ...files });
   const logged: string[] = [];
   const runtime = new Runtime({
@@ -43,6 +53,37 @@ export async function make_runtime(
   });
   if (opts.load !== false) await runtime.load();
   return { runtime, dir, logged };
+}
+
+/** `listen()` on a random port of 127.0.0.1 (unless `opts` says otherwise): the server and its port. */
+export async function listen_port(runtime: Runtime, opts: Partial<ListenOptions> = {}): Promise<{ server: net.Server; port: number }> {
+  const server = await listen(runtime, { port: 0, ...opts });
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
+/** The servers and client sockets a test opened, for close_all() after it. */
+export class Opened {
+  readonly servers: net.Server[] = [];
+  readonly sockets: Duplex[] = [];
+  /**
+   * Destroys the sockets last first (TLS layers before the sockets under them: node 20 can crash
+   * in the client's TLSWrap when the raw socket goes first while the server is still talking),
+   * then closes the servers and waits for them.
+   */
+  async close_all(): Promise<void> {
+    for (const s of this.sockets.splice(0).reverse()) s.destroy();
+    await Promise.all(this.servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+  }
+}
+
+/** The lines this process writes to stderr from now on (until vi.restoreAllMocks()) that `keep` accepts. */
+export function stderr_lines(keep: (line: string) => boolean = (l) => l !== ''): string[] {
+  const out: string[] = [];
+  vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => {
+    for (const l of String(chunk).split('\n')) if (keep(l)) out.push(l);
+    return true;
+  }) as typeof process.stderr.write);
+  return out;
 }
 
 class MockHook extends Plugin {}

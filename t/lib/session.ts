@@ -1,6 +1,9 @@
-// In-process SMTP sessions for tests: a Duplex pair, a session on one end, a byte-level client
-// on the other that reads whole replies.
+// SMTP clients for tests: a byte-level client that reads whole replies on any stream (an
+// in-process session's Duplex, a TCP socket, TLS on top), and in-process sessions.
+import { once } from 'node:events';
 import { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { expect } from 'vitest';
 import { Connection } from '../../lib/connection.js';
 import type { Runtime } from '../../lib/runtime.js';
 import { SmtpSession } from '../../lib/smtp/session.js';
@@ -37,72 +40,133 @@ export interface Reply {
   text: string;
 }
 
-/** A raw client: exact bytes out, complete replies in. */
-export class TestClient {
-  private buf = '';
-  private waiters: Array<() => void> = [];
+/** Bytes from a stream as latin1 (one char per byte), with waits for more bytes or for the end. */
+export class StreamClient<S extends Duplex = Duplex> {
+  /** Bytes received and not yet consumed. */
+  buf = '';
   closed = false;
-  constructor(readonly stream: Duplex) {
-    stream.on('data', (d: Buffer) => {
-      this.buf += d.toString('latin1');
-      this.notify();
-    });
-    stream.on('end', () => {
-      this.closed = true;
-      this.notify();
-    });
-    stream.on('close', () => {
-      this.closed = true;
-      this.notify();
+  private waiters: Array<() => void> = [];
+  private readonly on_data = (d: Buffer) => {
+    this.buf += d.toString('latin1');
+    this.notify();
+  };
+  private readonly on_close = () => {
+    this.closed = true;
+    this.notify();
+  };
+  constructor(readonly stream: S) {
+    stream.on('data', this.on_data);
+    stream.on('end', this.on_close);
+    stream.on('close', this.on_close);
+    stream.on('error', this.on_close);
+  }
+  private notify(): void {
+    for (const f of this.waiters.splice(0)) f();
+  }
+  /** Until more bytes arrive, the stream ends or `ms` pass. */
+  private wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
     });
   }
-  private notify() {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
+  /** What `take` finds in the buffer, waiting for bytes as needed: `'closed'` if the stream ended first, `'silent'` after `ms`. */
+  protected async next<T>(take: () => T | undefined, ms: number): Promise<T | 'closed' | 'silent'> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const r = take();
+      if (r !== undefined) return r;
+      if (this.closed) return 'closed';
+      const left = deadline - Date.now();
+      if (left <= 0) return 'silent';
+      await this.wait(left);
+    }
   }
+  /** Writes the bytes (a string as latin1), unless the stream can no longer be written. */
   send(data: string | Buffer): void {
+    if (this.stream.writableEnded || this.stream.destroyed) return;
     this.stream.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
   }
-  /** The next complete reply, or null if the server closed first. */
-  async reply(timeout_ms = 5000): Promise<Reply | null> {
-    const deadline = Date.now() + timeout_ms;
-    for (;;) {
-      const m = /^((?:\d{3}-[^\r\n]*\r\n)*)(\d{3}) ([^\r\n]*)\r\n/.exec(this.buf);
-      if (m) {
-        this.buf = this.buf.slice(m[0].length);
-        const lines = m[0].split('\r\n').filter(Boolean).map((l) => l.slice(4));
-        return { code: Number(m[2]), lines, text: lines.join('\n') };
-      }
-      if (this.closed) return null;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no reply within ${timeout_ms} ms; buffered: ${JSON.stringify(this.buf)}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+  /** Bytes received and not yet consumed. */
+  pending(): string {
+    return this.buf;
+  }
+  /** Waits until `cond(buf)` holds or the stream ends; throws after `ms`. */
+  async until(cond: (buf: string) => boolean, ms = 10000): Promise<void> {
+    if ((await this.next(() => cond(this.buf) || undefined, ms)) === 'silent') {
+      throw new Error(`timed out; have ${JSON.stringify(this.buf.slice(-300))}`);
     }
+  }
+  /** Whatever arrives within `ms` (nothing consumed). */
+  async idle(ms: number): Promise<string> {
+    await this.next(() => undefined, ms);
+    return this.buf;
+  }
+  /** True once the stream has ended, false if `ms` passed first. */
+  async wait_closed(ms = 5000): Promise<boolean> {
+    await this.next(() => undefined, ms);
+    return this.closed;
+  }
+  /** Stops reading (errors stay ignored), for a TLS layer to take over the stream. */
+  detach(): S {
+    this.stream.off('data', this.on_data);
+    this.stream.off('end', this.on_close);
+    this.stream.off('close', this.on_close);
+    this.stream.pause();
+    return this.stream;
+  }
+  end(): void {
+    this.stream.end();
+  }
+  destroy(): void {
+    this.stream.destroy();
+  }
+}
+
+/** A raw SMTP client: exact bytes out, complete replies in. */
+export class TestClient<S extends Duplex = Duplex> extends StreamClient<S> {
+  /** How long reply() waits unless told. */
+  timeout_ms = 5000;
+  /** Takes one complete reply off the buffer. */
+  protected take(): Reply | undefined {
+    const m = /^((?:\d{3}-[^\r\n]*\r\n)*)(\d{3}) ([^\r\n]*)\r\n/.exec(this.buf);
+    if (!m) return undefined;
+    this.buf = this.buf.slice(m[0].length);
+    const lines = m[0].split('\r\n').filter(Boolean).map((l) => l.slice(4));
+    return { code: Number(m[2]), lines, text: lines.join('\n') };
+  }
+  /** The next complete reply, or null if the server closed first; throws after `timeout_ms`. */
+  async reply(timeout_ms = this.timeout_ms): Promise<Reply | null> {
+    const r = await this.next(() => this.take(), timeout_ms);
+    if (r === 'silent') throw new Error(`no reply within ${timeout_ms} ms; buffered: ${JSON.stringify(this.buf)}`);
+    return r === 'closed' ? null : r;
   }
   /** Sends a line (CRLF added) and returns the reply. */
   async cmd(line: string, timeout_ms?: number): Promise<Reply | null> {
     this.send(line + '\r\n');
     return this.reply(timeout_ms);
   }
-  /** Bytes received and not yet consumed as replies. */
-  pending(): string {
-    return this.buf;
+  /** Sends a line and expects a reply with `code`. */
+  async expect_cmd(line: string, code: number): Promise<Reply> {
+    const r = await this.cmd(line);
+    expect(r, `${line} → connection closed`).not.toBeNull();
+    expect(r!.code, `${line} → ${r!.code} ${r!.text}`).toBe(code);
+    return r!;
   }
-  async wait_closed(timeout_ms = 5000): Promise<boolean> {
-    const deadline = Date.now() + timeout_ms;
-    while (!this.closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    return this.closed;
+  /** After a 220 to STARTTLS: the handshake on this client's stream; the new client reads inside TLS. */
+  async starttls(opts: tls.ConnectionOptions = {}): Promise<TestClient<tls.TLSSocket>> {
+    return new TestClient(await tls_connect({ ...opts, socket: this.detach() }));
   }
-  end(): void {
-    this.stream.end();
-  }
+}
+
+/** A TLS client that checks no certificate, over `opts.socket` or to `opts.host`:`opts.port`; resolves after the handshake. */
+export async function tls_connect(opts: tls.ConnectionOptions): Promise<tls.TLSSocket> {
+  const socket = tls.connect({ rejectUnauthorized: false, ...opts });
+  await once(socket, 'secureConnect');
+  return socket;
 }
 
 export interface InProcess {

@@ -2,7 +2,7 @@
 // prefix when an accepted transaction ends, nothing again after a deny in the connection.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LOGCRIT, LOGDEBUG, LOGERROR, LOGINFO, LOGWARN, type Plugin } from '../../lib/index.js';
-import { make_runtime } from '../lib/harness.js';
+import { make_runtime, stderr_lines } from '../lib/harness.js';
 import { open_session, quit, send_message, view_of } from '../fixtures/plugins-c/helpers.js';
 
 const pid = process.pid;
@@ -17,16 +17,6 @@ interface Adaptive extends Plugin {
 afterEach(() => {
   vi.restoreAllMocks();
 });
-
-/** Lines this process writes to stderr from now on. */
-function stderr_lines(): string[] {
-  const out: string[] = [];
-  vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => {
-    for (const l of String(chunk).split('\n')) if (l) out.push(l);
-    return true;
-  }) as typeof process.stderr.write);
-  return out;
-}
 
 async function setup(line = 'logging/adaptive', plugins: string[] = []) {
   const rt = await make_runtime({ logging: [line], plugins, me: 'mx.example.test', rcpthosts: ['example.test'] });

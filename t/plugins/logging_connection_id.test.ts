@@ -2,7 +2,7 @@
 // died in register; this one works): id from the connection note `id`, else made at connect.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DECLINED, LOGERROR, LOGINFO, LOGWARN, type Plugin } from '../../lib/index.js';
-import { make_runtime, mock_hook } from '../lib/harness.js';
+import { make_runtime, mock_hook, stderr_lines } from '../lib/harness.js';
 import { open_session, quit, send_message, view_of } from '../fixtures/plugins-c/helpers.js';
 import { new_connection_id } from '../../plugins/logging/connection_id.js';
 
@@ -12,15 +12,6 @@ const ID = /^\d{10}\.\d{6}\.\d+\.\d+$/;
 afterEach(() => {
   vi.restoreAllMocks();
 });
-
-function stderr_lines(): string[] {
-  const out: string[] = [];
-  vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => {
-    for (const l of String(chunk).split('\n')) if (l) out.push(l);
-    return true;
-  }) as typeof process.stderr.write);
-  return out;
-}
 
 interface ConnId extends Plugin {
   _level: number;

@@ -2,7 +2,7 @@
 // transactions (qpsmtpd's copy died in register; this one works).
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DECLINED, LOGINFO, LOGWARN, type Plugin } from '../../lib/index.js';
-import { make_runtime, mock_hook } from '../lib/harness.js';
+import { make_runtime, mock_hook, stderr_lines } from '../lib/harness.js';
 import { open_session, quit, send_message, view_of } from '../fixtures/plugins-c/helpers.js';
 
 const pid = process.pid;
@@ -10,15 +10,6 @@ const pid = process.pid;
 afterEach(() => {
   vi.restoreAllMocks();
 });
-
-function stderr_lines(): string[] {
-  const out: string[] = [];
-  vi.spyOn(process.stderr, 'write').mockImplementation(((chunk: unknown) => {
-    for (const l of String(chunk).split('\n')) if (l) out.push(l);
-    return true;
-  }) as typeof process.stderr.write);
-  return out;
-}
 
 async function setup(line = 'logging/transaction_id LOGINFO', plugins: string[] = ['rcpt_ok', 'queue/discard']) {
   return make_runtime({ logging: [line], plugins, me: 'mx.example.test', rcpthosts: ['example.test'] });

@@ -1,16 +1,15 @@
 // End to end with a real SMTP client library (nodemailer) over TCP on 127.0.0.1: pipelining,
 // AUTH, STARTTLS with a certificate made here, and a 50 MiB message with bounded memory.
 import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listen } from '../../lib/server/serve.js';
 import { make_cert } from '../lib/cert.js';
 import { start_daemon } from '../lib/daemon.js';
-import { PLUGIN_DIR, REPO, make_runtime, write_config } from '../lib/harness.js';
+import { PLUGIN_DIR, REPO, listen_port, make_runtime, write_config } from '../lib/harness.js';
 
 let port = 0;
 let server: net.Server;
@@ -29,8 +28,7 @@ beforeAll(async () => {
     databytes: String(60 * 1024 * 1024),
     size_threshold: '65536',
   });
-  server = await listen(runtime, { port: 0 });
-  port = (server.address() as net.AddressInfo).port;
+  ({ server, port } = await listen_port(runtime));
 });
 afterAll(() => {
   server.close();

@@ -2,12 +2,13 @@
 // real TCP to `listen()` on 127.0.0.1. The server runs in this process, so its memory is this
 // process's RSS.
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { listen } from '../../lib/server/serve.js';
-import { PLUGIN_DIR, REPO, make_runtime } from '../lib/harness.js';
+import { open_socket } from '../lib/daemon.js';
+import { PLUGIN_DIR, REPO, listen_port, make_runtime } from '../lib/harness.js';
+import { TestClient } from '../lib/session.js';
 
 const FIXTURES = path.join(REPO, 't', 'fixtures', 'plugins');
 const MiB = 1024 * 1024;
@@ -26,68 +27,28 @@ async function server(files: Record<string, string | string[]> = {}, on_listen?:
     test_queue_dir: queue,
     ...files,
   }, { config_revalidate_ms: 1000 });
-  const srv = await listen(runtime, { port: 0, no_rdns: true });
+  const { server: srv, port } = await listen_port(runtime, { no_rdns: true });
   on_listen?.(srv);
   cleanup.push(() => {
     srv.close();
     rmSync(queue, { recursive: true, force: true });
   });
-  return (srv.address() as net.AddressInfo).port;
+  return port;
 }
 
-/** A raw client keeping everything the server sent as one latin1 string. */
-class Raw {
-  text = '';
-  /** CRLF-terminated lines received since `text` was last cleared (kept incrementally). */
+/** A raw client that also counts the lines it received since `nlines` was last cleared. */
+class Raw extends TestClient<net.Socket> {
   nlines = 0;
-  closed = false;
-  private waiters: Array<() => void> = [];
-  constructor(readonly sock: net.Socket) {
-    sock.setNoDelay(true);
-    sock.on('data', (d: Buffer) => {
-      const s = d.toString('latin1');
-      this.nlines += count(s, '\n');
-      this.text += s;
-      this.notify();
-    });
-    for (const ev of ['end', 'close', 'error']) {
-      sock.on(ev, () => {
-        this.closed = true;
-        this.notify();
-      });
-    }
+  constructor(sock: net.Socket) {
+    super(sock);
+    sock.on('data', (d: Buffer) => (this.nlines += count(d.toString('latin1'), '\n')));
   }
-  static connect(port: number): Promise<Raw> {
-    return new Promise((resolve, reject) => {
-      const sock = net.connect({ port, host: '127.0.0.1' }, () => resolve(new Raw(sock)));
-      sock.once('error', reject);
-    });
+  static async connect(port: number): Promise<Raw> {
+    return new Raw(await open_socket(port));
   }
-  private notify(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-  /** Waits until `cond(text)` holds or the server closes. */
-  async until(cond: (text: string) => boolean, ms = 10000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!cond(this.text) && !this.closed) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out; have ${JSON.stringify(this.text.slice(-300))}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
+  /** The CRLF-terminated lines received (and not cleared). */
   lines(): string[] {
-    return this.text.split('\r\n').slice(0, -1);
-  }
-  write(s: string): void {
-    this.sock.write(Buffer.from(s, 'latin1'));
+    return this.buf.split('\r\n').slice(0, -1);
   }
 }
 
@@ -97,21 +58,21 @@ const count = (s: string, needle: string) => s.split(needle).length - 1;
 async function burst(port: number): Promise<{ lines: string[]; growth: number; client: Raw }> {
   const c = await Raw.connect(port);
   await c.until((t) => t.includes('\r\n'));
-  c.write('EHLO client.example.test\r\n');
+  c.send('EHLO client.example.test\r\n');
   await c.until((t) => /\r\n250 [^\r\n]*\r\n$/.test(t));
-  c.text = '';
+  c.buf = '';
   c.nlines = 0;
   const baseline = process.memoryUsage().rss;
   let peak = baseline;
   const sample = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 25);
   try {
-    c.sock.pause(); // do not read: the kernel buffers fill, then the server must stop reading
-    c.write('NOOP\r\n'.repeat(100000));
+    c.stream.pause(); // do not read: the kernel buffers fill, then the server must stop reading
+    c.send('NOOP\r\n'.repeat(100000));
     await new Promise((r) => setTimeout(r, 2000));
-    c.sock.resume();
+    c.stream.resume();
     await c.until((t) => c.nlines >= 100000 || t.endsWith('closing connection\r\n'), 30000);
     if (!c.closed) {
-      c.write('QUIT\r\n');
+      c.send('QUIT\r\n');
       await c.until((t) => t.endsWith('\r\n221 mx.local.test closing connection. Have a wonderful day.\r\n'), 10000);
     }
   } finally {
@@ -153,7 +114,7 @@ describe('2.3 PIP-07 backpressure, proven', () => {
     const port = await server({ loglevel: '4', max_junk_commands: '0' }, (srv) => srv.on('connection', (s) => sockets.push(s)));
     const c = await Raw.connect(port);
     await c.until((t) => t.includes('\r\n'));
-    c.text = '';
+    c.buf = '';
     c.nlines = 0;
     const baseline = process.memoryUsage().rss;
     let peak = baseline;
@@ -163,23 +124,23 @@ describe('2.3 PIP-07 backpressure, proven', () => {
       max_buffered = Math.max(max_buffered, sockets[0]?.writableLength ?? 0);
     }, 10);
     try {
-      c.sock.pause();
-      c.write('NOOP\r\n'.repeat(N));
+      c.stream.pause();
+      c.send('NOOP\r\n'.repeat(N));
       await new Promise((r) => setTimeout(r, 2000));
       const read_while_blocked = sockets[0]!.bytesRead;
       expect(read_while_blocked).toBeLessThan(N * 6);
-      c.sock.resume();
+      c.stream.resume();
       await c.until(() => c.nlines >= N, 110000);
     } finally {
       clearInterval(sample);
     }
     // every reply is "250 OK", in order, nothing else
-    expect(c.text.length).toBe(N * 8);
-    expect(count(c.text, '250 OK\r\n')).toBe(N);
+    expect(c.buf.length).toBe(N * 8);
+    expect(count(c.buf, '250 OK\r\n')).toBe(N);
     expect(max_buffered).toBeLessThanOrEqual(64 * 1024);
     expect(peak - baseline).toBeLessThan(128 * MiB);
-    c.text = '';
-    c.write('QUIT\r\n');
+    c.buf = '';
+    c.send('QUIT\r\n');
     await c.until((t) => t.startsWith('221 '));
   }, 120000); // a million commands take a while on a busy 2-core machine
 });
@@ -189,19 +150,19 @@ describe('2.3 PIP-08 async-hook reentrancy', () => {
     const port = await server({ plugins: ['test_delay rcpt 300', 'test_rcpt_local', 'test_queue'] });
     const c = await Raw.connect(port);
     await c.until((t) => t.includes('\r\n'));
-    c.write('EHLO client.example.test\r\n');
+    c.send('EHLO client.example.test\r\n');
     await c.until((t) => /\r\n250 [^\r\n]*\r\n$/.test(t));
-    c.write('MAIL FROM:<s@example.test>\r\n');
+    c.send('MAIL FROM:<s@example.test>\r\n');
     await c.until((t) => t.endsWith('sender OK - how exciting to get mail from you!\r\n'));
-    c.text = '';
+    c.buf = '';
     const t0 = Date.now();
-    c.write('RCPT TO:<r@local.test>\r\nRCPT TO:<r2@local.test>\r\nNOOP\r\n');
+    c.send('RCPT TO:<r@local.test>\r\nRCPT TO:<r2@local.test>\r\nNOOP\r\n');
     await c.until((t) => count(t, '\r\n') >= 3, 5000);
     const took = Date.now() - t0;
     expect(c.lines()).toEqual(['250 <r@local.test>, recipient ok', '250 <r2@local.test>, recipient ok', '250 OK']);
     expect(took).toBeGreaterThanOrEqual(550);
     expect(took).toBeLessThan(2000);
-    c.write('QUIT\r\n');
+    c.send('QUIT\r\n');
     await c.until((t) => t.includes('221 '));
   });
 
@@ -210,11 +171,11 @@ describe('2.3 PIP-08 async-hook reentrancy', () => {
     const run = async (n: number) => {
       const c = await Raw.connect(port);
       await c.until((t) => t.includes('\r\n'));
-      c.text = '';
-      c.write('EHLO c.test\r\n');
+      c.buf = '';
+      c.send('EHLO c.test\r\n');
       await c.until((t) => /(^|\r\n)250 [^\r\n]*\r\n$/.test(t));
-      c.text = '';
-      c.write(`MAIL FROM:<s${n}@example.test>\r\nRCPT TO:<a${n}@local.test>\r\nRCPT TO:<x${n}@elsewhere.test>\r\nRCPT TO:<b${n}@local.test>\r\nNOOP\r\nQUIT\r\n`);
+      c.buf = '';
+      c.send(`MAIL FROM:<s${n}@example.test>\r\nRCPT TO:<a${n}@local.test>\r\nRCPT TO:<x${n}@elsewhere.test>\r\nRCPT TO:<b${n}@local.test>\r\nNOOP\r\nQUIT\r\n`);
       await c.until((t) => t.includes('221 '), 5000);
       return c.lines();
     };

@@ -7,12 +7,13 @@
 // partial in the queue's tmp/), G6 (RSS bounded), G7 (no spool leftovers) and G8 (no secret in
 // the logs).
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { listen } from '../../lib/server/serve.js';
-import { PLUGIN_DIR, REPO, make_runtime, type TestRuntime } from '../lib/harness.js';
+import { open_socket } from '../lib/daemon.js';
+import { PLUGIN_DIR, REPO, listen_port, make_runtime, type TestRuntime } from '../lib/harness.js';
+import { TestClient, type Reply } from '../lib/session.js';
 
 const FIXTURES = path.join(REPO, 't', 'fixtures', 'plugins');
 const CAP = 512; // the command-line cap, CRLF included (DECISIONS.md)
@@ -20,88 +21,34 @@ const MiB = 1024 * 1024;
 
 // -- the raw client ------------------------------------------------------------------------------
 
-interface Reply {
-  code: number;
-  lines: string[];
-  text: string;
-}
-
 const clients: Raw[] = [];
 
-class Raw {
-  buf = '';
+/** TestClient plus what the invariants need: a transcript of every byte received. */
+class Raw extends TestClient<net.Socket> {
   transcript = '';
-  closed = false;
-  private waiters: Array<() => void> = [];
 
-  constructor(readonly sock: net.Socket) {
-    sock.setNoDelay(true);
-    sock.on('data', (d: Buffer) => {
-      const s = d.toString('latin1');
-      this.buf += s;
-      this.transcript += s;
-      this.notify();
-    });
-    const closed = () => {
-      this.closed = true;
-      this.notify();
-    };
-    sock.on('end', closed);
-    sock.on('close', closed);
-    sock.on('error', closed);
+  constructor(sock: net.Socket) {
+    super(sock);
+    sock.on('data', (d: Buffer) => (this.transcript += d.toString('latin1')));
     clients.push(this);
   }
 
-  static connect(port: number): Promise<Raw> {
-    return new Promise((resolve, reject) => {
-      const sock = net.connect({ port, host: '127.0.0.1' }, () => resolve(new Raw(sock)));
-      sock.once('error', reject);
-    });
+  static async connect(port: number): Promise<Raw> {
+    return new Raw(await open_socket(port));
   }
 
-  private notify(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  private wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      this.waiters.push(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
-  }
-
-  /** One socket.write() of latin1 bytes. */
+  /** One socket.write() of latin1 bytes, resolved once flushed. */
   write(data: string | Buffer): Promise<void> {
     return new Promise((resolve) => {
-      if (this.closed || this.sock.destroyed) return resolve();
-      this.sock.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data, () => resolve());
+      if (this.closed || this.stream.destroyed) return resolve();
+      this.stream.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data, () => resolve());
     });
   }
 
-  private take(): Reply | undefined {
-    const m = /^((?:\d{3}-[^\r\n]*\r\n)*)(\d{3}) ([^\r\n]*)\r\n/.exec(this.buf);
-    if (!m) return undefined;
-    this.buf = this.buf.slice(m[0].length);
-    const lines = m[0].split('\r\n').filter(Boolean).map((l) => l.slice(4));
-    return { code: Number(m[2]), lines, text: lines.join('\n') };
-  }
-
-  /** The next complete reply; null if the server closed first. */
-  async reply(ms = 5000): Promise<Reply | null> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const r = this.take();
-      if (r) return r;
-      if (this.closed) return null;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no reply within ${ms} ms; buffered ${JSON.stringify(this.buf.slice(0, 200))}`);
-      await this.wait(left);
-    }
+  /** write(), then the next reply. */
+  async exchange(bytes: string, ms?: number): Promise<Reply | null> {
+    await this.write(bytes);
+    return this.reply(ms);
   }
 
   async replies(n: number, ms = 5000): Promise<Array<Reply | null>> {
@@ -113,24 +60,11 @@ class Raw {
   /** Every reply arriving until `quiet` ms pass without one (the first may take `first` ms). */
   async collect(first = 2000, quiet = 400): Promise<Reply[]> {
     const out: Reply[] = [];
-    let deadline = Date.now() + first;
-    for (;;) {
-      const r = this.take();
-      if (r) {
-        out.push(r);
-        deadline = Date.now() + quiet;
-        continue;
-      }
-      if (this.closed) return out;
-      const left = deadline - Date.now();
-      if (left <= 0) return out;
-      await this.wait(left);
+    for (let ms = first; ; ms = quiet) {
+      const r = await this.next(() => this.take(), ms);
+      if (typeof r === 'string') return out;
+      out.push(r);
     }
-  }
-
-  async cmd(bytes: string, ms?: number): Promise<Reply | null> {
-    await this.write(bytes);
-    return this.reply(ms);
   }
 
   /** No byte at all arrives for `ms`. */
@@ -140,29 +74,23 @@ class Raw {
     expect(this.transcript.slice(before)).toBe('');
   }
 
-  async closed_within(ms: number): Promise<boolean> {
-    const deadline = Date.now() + ms;
-    while (!this.closed && Date.now() < deadline) await this.wait(deadline - Date.now());
-    return this.closed;
-  }
-
   // macros of reliability.md 0
   async banner(): Promise<void> {
     expect((await this.reply())!.code).toBe(220);
   }
   async ehlo(): Promise<Reply> {
-    const r = (await this.cmd('EHLO client.example.test\r\n'))!;
+    const r = (await this.exchange('EHLO client.example.test\r\n'))!;
     expect(r.code).toBe(250);
     return r;
   }
   async txn(): Promise<void> {
-    expect((await this.cmd('MAIL FROM:<s@example.test>\r\n'))!.code).toBe(250);
-    expect((await this.cmd('RCPT TO:<r@local.test>\r\n'))!.code).toBe(250);
-    expect((await this.cmd('DATA\r\n'))!.code).toBe(354);
+    expect((await this.exchange('MAIL FROM:<s@example.test>\r\n'))!.code).toBe(250);
+    expect((await this.exchange('RCPT TO:<r@local.test>\r\n'))!.code).toBe(250);
+    expect((await this.exchange('DATA\r\n'))!.code).toBe(354);
   }
   async quit(): Promise<void> {
-    expect(await this.cmd('QUIT\r\n')).toMatchObject({ code: 221 });
-    expect(await this.closed_within(2000)).toBe(true);
+    expect(await this.exchange('QUIT\r\n')).toMatchObject({ code: 221 });
+    expect(await this.wait_closed(2000)).toBe(true);
   }
 }
 
@@ -200,9 +128,9 @@ async function start(files: Record<string, string | string[]> = {}): Promise<Ser
     loglevel: '6',
     ...files,
   });
-  const server = await listen(t.runtime, { port: 0, no_rdns: true });
+  const { server, port } = await listen_port(t.runtime, { no_rdns: true });
   temp_dirs.push(queue, spool);
-  return { t, server, port: (server.address() as net.AddressInfo).port, queue, spool };
+  return { t, server, port, queue, spool };
 }
 
 interface Queued {
@@ -278,7 +206,7 @@ async function canary(): Promise<void> {
   const c = await ready();
   await c.txn();
   const tok = token('CANARY');
-  expect((await c.cmd(HDR(tok) + 'ok\r\n' + END))!.code).toBe(250);
+  expect((await c.exchange(HDR(tok) + 'ok\r\n' + END))!.code).toBe(250);
   await c.quit();
   expect(Date.now() - t0).toBeLessThan(2000);
   queued_once(tok);
@@ -290,7 +218,7 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
-  for (const c of clients) c.sock.destroy();
+  for (const c of clients) c.stream.destroy();
   S.server.close();
   for (const d of temp_dirs) rmSync(d, { recursive: true, force: true });
 });
@@ -298,7 +226,7 @@ afterAll(() => {
 afterEach(async () => {
   const mine = clients.splice(0);
   for (const c of mine) check_transcript(c);
-  for (const c of mine) c.sock.destroy();
+  for (const c of mine) c.stream.destroy();
   await canary(); // G1
   expect(readdirSync(path.join(S.queue, 'tmp'))).toEqual([]); // G5: nothing partial
   expect(await wait_until(() => readdirSync(S.spool).length === 0, 5000)).toBe(true); // G7
@@ -370,7 +298,7 @@ describe('2.1 SMTP smuggling', () => {
     const c = await ready();
     await c.txn();
     const A = token('SMG-14-A');
-    expect(await c.cmd(HDR(A) + 'before\r\n..\r\n...x\r\nafter\r\n' + END)).toMatchObject({ code: 250 });
+    expect(await c.exchange(HDR(A) + 'before\r\n..\r\n...x\r\nafter\r\n' + END)).toMatchObject({ code: 250 });
     await c.quit();
     expect(queued_once(A).body.split('\n')).toEqual(['before', '.', '..x', 'after', '']);
   });
@@ -425,7 +353,7 @@ describe('2.1 SMTP smuggling', () => {
     await c.txn();
     await c.write(HDR(A) + 'a\r\n.\r\nMAIL FROM:<s2@example.test>\r\nRCPT TO:<r@local.test>\r\nDATA\r\n');
     expect((await c.replies(4)).map((r) => r!.code)).toEqual([250, 250, 250, 354]);
-    expect(await c.cmd(HDR(C) + 'c\r\n' + END)).toMatchObject({ code: 250 });
+    expect(await c.exchange(HDR(C) + 'c\r\n' + END)).toMatchObject({ code: 250 });
     await c.quit();
     expect(queued_once(A).body).toBe('a\n');
     const m = queued_once(C);
@@ -444,7 +372,7 @@ describe('2.3 pipelining', () => {
     const r = await c.replies(5);
     expect(r.map((x) => x!.code)).toEqual([250, 250, 550, 250, 354]);
     expect(r[2]!.text).toBe('relaying denied');
-    expect(await c.cmd(HDR(A) + 'a\r\n' + END)).toMatchObject({ code: 250 });
+    expect(await c.exchange(HDR(A) + 'a\r\n' + END)).toMatchObject({ code: 250 });
     await c.quit();
     expect(queued_once(A).env).toEqual({ sender: 'a@example.test', recipients: ['r1@local.test', 'r2@local.test'] });
   });
@@ -466,17 +394,17 @@ describe('2.4 line length', () => {
     const c = await ready();
     const line = 'NOOP ' + 'x'.repeat(505) + '\r\n';
     expect(line.length).toBe(512);
-    expect(await c.cmd(line)).toMatchObject({ code: 250, text: 'OK' });
+    expect(await c.exchange(line)).toMatchObject({ code: 250, text: 'OK' });
     await c.quit();
   });
 
   for (const cap of [CAP, 2048]) {
     it(`LEN-02 over the cap ("NOOP " + "x"*${cap}): exactly one 500 5.5.2, state unchanged`, async () => {
       const c = await ready();
-      expect((await c.cmd('MAIL FROM:<a@example.test>\r\n'))!.code).toBe(250);
-      expect(await c.cmd('NOOP ' + 'x'.repeat(cap) + '\r\n')).toMatchObject({ code: 500, text: '5.5.2 Line too long' });
-      expect(await c.cmd('NOOP\r\n')).toMatchObject({ code: 250, text: 'OK' });
-      expect((await c.cmd('RCPT TO:<r@local.test>\r\n'))!.code).toBe(250); // the transaction survived
+      expect((await c.exchange('MAIL FROM:<a@example.test>\r\n'))!.code).toBe(250);
+      expect(await c.exchange('NOOP ' + 'x'.repeat(cap) + '\r\n')).toMatchObject({ code: 500, text: '5.5.2 Line too long' });
+      expect(await c.exchange('NOOP\r\n')).toMatchObject({ code: 250, text: 'OK' });
+      expect((await c.exchange('RCPT TO:<r@local.test>\r\n'))!.code).toBe(250); // the transaction survived
       await c.quit();
     });
   }
@@ -486,7 +414,7 @@ describe('2.4 line length', () => {
     for (const B of [512, 1024, 2048, 4096, 8192, 65536, CAP]) {
       await c.write('HELO ' + 'a'.repeat(B - 5) + 'QUIT\r\n');
       expect(await c.reply()).toMatchObject({ code: 500, text: '5.5.2 Line too long' });
-      expect(await c.cmd('NOOP\r\n')).toMatchObject({ code: 250 });
+      expect(await c.exchange('NOOP\r\n')).toMatchObject({ code: 250 });
     }
     expect(c.closed).toBe(false);
     await c.quit();
@@ -498,15 +426,15 @@ describe('2.4 line length', () => {
     const chunk = Buffer.alloc(64 * 1024, 'A');
     let peak = before;
     for (let sent = 0; sent < 4 * MiB && !c.closed; sent += chunk.length) {
-      if (!c.sock.write(chunk)) await new Promise((r) => c.sock.once('drain', r));
+      if (!c.stream.write(chunk)) await new Promise((r) => c.stream.once('drain', r));
       peak = Math.max(peak, process.memoryUsage().rss);
     }
     await new Promise((r) => setTimeout(r, 100));
     peak = Math.max(peak, process.memoryUsage().rss);
     expect(peak - before).toBeLessThan(64 * MiB);
     expect(c.transcript.slice(-200)).not.toMatch(/^[45]\d\d /m); // nothing answered mid-line
-    expect(await c.cmd('\r\n')).toMatchObject({ code: 500, text: '5.5.2 Line too long' });
-    expect(await c.cmd('NOOP\r\n')).toMatchObject({ code: 250 });
+    expect(await c.exchange('\r\n')).toMatchObject({ code: 500, text: '5.5.2 Line too long' });
+    expect(await c.exchange('NOOP\r\n')).toMatchObject({ code: 250 });
     await c.quit();
   });
 });
@@ -516,9 +444,9 @@ describe('2.4 line length', () => {
 describe('2.5 NUL and stray CR/LF in commands', () => {
   it('CHR-01 NUL in commands → 500/501, nothing with a NUL reaches the logs', async () => {
     const c = await ready();
-    expect(await c.cmd('NOOP\x00\r\n')).toMatchObject({ code: 500, text: 'Unrecognized command' });
-    expect(await c.cmd('HELO a\x00b.test\r\n')).toMatchObject({ code: 501 });
-    expect(await c.cmd('MAIL FROM:<a\x00@example.test>\r\n')).toMatchObject({ code: 501 });
+    expect(await c.exchange('NOOP\x00\r\n')).toMatchObject({ code: 500, text: 'Unrecognized command' });
+    expect(await c.exchange('HELO a\x00b.test\r\n')).toMatchObject({ code: 501 });
+    expect(await c.exchange('MAIL FROM:<a\x00@example.test>\r\n')).toMatchObject({ code: 501 });
     await c.quit();
     expect(S.t.logged.join('\n')).not.toContain('\x00');
   });
@@ -526,9 +454,9 @@ describe('2.5 NUL and stray CR/LF in commands', () => {
   it('CHR-02 bare CR inside EHLO → 501; no injected header in the next message', async () => {
     const A = token('CHR-02-A');
     const c = await ready();
-    expect(await c.cmd('EHLO evil.test\rX-Injected: yes\r\n')).toMatchObject({ code: 501 });
+    expect(await c.exchange('EHLO evil.test\rX-Injected: yes\r\n')).toMatchObject({ code: 501 });
     await c.txn();
-    expect(await c.cmd(HDR(A) + 'a\r\n' + END)).toMatchObject({ code: 250 });
+    expect(await c.exchange(HDR(A) + 'a\r\n' + END)).toMatchObject({ code: 250 });
     await c.quit();
     const a = queued_once(A);
     expect(a.head).not.toMatch(/^X-Injected:/im);
@@ -548,7 +476,7 @@ describe('2.6 recipients', () => {
     await c.write('MAIL FROM:<s@example.test>\r\n' + group(100) + 'DATA\r\n');
     const r = await c.replies(102);
     expect(r.map((x) => x!.code)).toEqual([250, ...Array(100).fill(250), 354]);
-    expect(await c.cmd(HDR(A) + END)).toMatchObject({ code: 250 });
+    expect(await c.exchange(HDR(A) + END)).toMatchObject({ code: 250 });
     await c.quit();
     expect(queued_once(A).env.recipients).toEqual(Array.from({ length: 100 }, (_, i) => `r${i + 1}@local.test`));
   });
@@ -561,7 +489,7 @@ describe('2.6 recipients', () => {
     const accepted = r.slice(1, 102).map((x, i) => (x!.code === 250 ? `r${i + 1}@local.test` : undefined)).filter(Boolean);
     expect(accepted).toHaveLength(101);
     expect(r[102]!.code).toBe(354);
-    expect(await c.cmd(HDR(A) + END)).toMatchObject({ code: 250 });
+    expect(await c.exchange(HDR(A) + END)).toMatchObject({ code: 250 });
     await c.quit();
     expect(queued_once(A).env.recipients).toEqual(accepted); // queued == the set that got 250
   });
@@ -573,8 +501,8 @@ describe('2.7 size', () => {
   it('SIZ-02 SIZE=100001 → 552 5.3.4 at MAIL; SIZE=100000 → 250', async () => {
     const c = await ready();
     expect((await c.ehlo()).lines).toContain('SIZE 100000');
-    expect(await c.cmd('MAIL FROM:<a@example.test> SIZE=100001\r\n')).toMatchObject({ code: 552, text: '5.3.4 Message size exceeds fixed maximum message size' });
-    expect(await c.cmd('MAIL FROM:<a@example.test> SIZE=100000\r\n')).toMatchObject({ code: 250 });
+    expect(await c.exchange('MAIL FROM:<a@example.test> SIZE=100001\r\n')).toMatchObject({ code: 552, text: '5.3.4 Message size exceeds fixed maximum message size' });
+    expect(await c.exchange('MAIL FROM:<a@example.test> SIZE=100000\r\n')).toMatchObject({ code: 250 });
     await c.quit();
   });
 
@@ -586,7 +514,7 @@ describe('2.7 size', () => {
     await c.silent(300);
     await c.write(END);
     expect(await c.reply()).toMatchObject({ code: 552, text: 'Message too big!' });
-    expect(await c.cmd('NOOP\r\n')).toMatchObject({ code: 250 });
+    expect(await c.exchange('NOOP\r\n')).toMatchObject({ code: 250 });
     await c.quit();
     not_queued(A);
     expect(await wait_until(() => readdirSync(S.spool).length === 0, 5000)).toBe(true);
@@ -599,7 +527,7 @@ describe('2.8 / 2.12 AUTH', () => {
   it('INJ-05 AUTH user with CRLF: exactly one reply line, nothing injected', async () => {
     const c = await ready();
     const before = c.transcript.length;
-    const r = (await c.cmd('AUTH PLAIN AGFsaWNlDQoyNTAgMi4wLjAgaW5qZWN0ZWQAczNjcmV0\r\n'))!;
+    const r = (await c.exchange('AUTH PLAIN AGFsaWNlDQoyNTAgMi4wLjAgaW5qZWN0ZWQAczNjcmV0\r\n'))!;
     expect([535, 501]).toContain(r.code);
     expect(r.lines).toHaveLength(1);
     expect(r.text).toBe('PLAIN authentication failed for alice from 127.0.0.1 - test_auth - no such user');
@@ -612,39 +540,39 @@ describe('2.8 / 2.12 AUTH', () => {
 
   it('AUT-01 AUTH PLAIN with an initial response → 235', async () => {
     const c = await ready();
-    expect(await c.cmd('AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n')).toMatchObject({ code: 235, text: 'PLAIN authentication successful for alice - test_auth' });
+    expect(await c.exchange('AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n')).toMatchObject({ code: 235, text: 'PLAIN authentication successful for alice - test_auth' });
     await c.quit();
   });
 
   it('AUT-03 AUTH PLAIN then "*" → 334 then 501', async () => {
     const c = await ready();
-    expect(await c.cmd('AUTH PLAIN\r\n')).toMatchObject({ code: 334 });
-    expect(await c.cmd('*\r\n')).toMatchObject({ code: 501, text: 'Authentication canceled' });
+    expect(await c.exchange('AUTH PLAIN\r\n')).toMatchObject({ code: 334 });
+    expect(await c.exchange('*\r\n')).toMatchObject({ code: 501, text: 'Authentication canceled' });
     await c.quit();
   });
 
   it('AUT-13 AUTH LOGIN cancelled with "*" at either prompt → 501', async () => {
     const c = await ready();
-    expect(await c.cmd('AUTH LOGIN YWxpY2U=\r\n')).toMatchObject({ code: 334, text: 'UGFzc3dvcmQ6' });
-    expect(await c.cmd('*\r\n')).toMatchObject({ code: 501, text: 'Authentication canceled' });
-    expect(await c.cmd('AUTH LOGIN\r\n')).toMatchObject({ code: 334, text: 'VXNlcm5hbWU6' });
-    expect(await c.cmd('*\r\n')).toMatchObject({ code: 501, text: 'Authentication canceled' });
+    expect(await c.exchange('AUTH LOGIN YWxpY2U=\r\n')).toMatchObject({ code: 334, text: 'UGFzc3dvcmQ6' });
+    expect(await c.exchange('*\r\n')).toMatchObject({ code: 501, text: 'Authentication canceled' });
+    expect(await c.exchange('AUTH LOGIN\r\n')).toMatchObject({ code: 334, text: 'VXNlcm5hbWU6' });
+    expect(await c.exchange('*\r\n')).toMatchObject({ code: 501, text: 'Authentication canceled' });
     await c.quit();
   });
 
   it('AUT-16 AUTH out of place: before EHLO and after HELO 500 (not a command yet); after 235 and during MAIL 503', async () => {
     const c = await connect();
-    expect(await c.cmd('AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n')).toMatchObject({ code: 500, text: 'Unrecognized command' });
-    expect((await c.cmd('HELO client.example.test\r\n'))!.code).toBe(250);
-    expect(await c.cmd('AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n')).toMatchObject({ code: 500, text: 'Unrecognized command' });
+    expect(await c.exchange('AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n')).toMatchObject({ code: 500, text: 'Unrecognized command' });
+    expect((await c.exchange('HELO client.example.test\r\n'))!.code).toBe(250);
+    expect(await c.exchange('AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n')).toMatchObject({ code: 500, text: 'Unrecognized command' });
     await c.quit();
     const d = await ready();
-    expect((await d.cmd('AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n'))!.code).toBe(235);
-    expect(await d.cmd('AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n')).toMatchObject({ code: 503, text: 'but you already said AUTH ...' });
+    expect((await d.exchange('AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n'))!.code).toBe(235);
+    expect(await d.exchange('AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n')).toMatchObject({ code: 503, text: 'but you already said AUTH ...' });
     await d.quit();
     const e = await ready();
-    expect((await e.cmd('MAIL FROM:<a@example.test>\r\n'))!.code).toBe(250);
-    expect(await e.cmd('AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n')).toMatchObject({ code: 503, text: '5.5.1 AUTH not permitted during a mail transaction' });
+    expect((await e.exchange('MAIL FROM:<a@example.test>\r\n'))!.code).toBe(250);
+    expect(await e.exchange('AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n')).toMatchObject({ code: 503, text: '5.5.1 AUTH not permitted during a mail transaction' });
     await e.quit();
   });
 });
@@ -655,19 +583,19 @@ describe('2.13 / 2.14 BDAT and sequence', () => {
   it('BDT-01 BDAT when CHUNKING is not offered → 521 and close; the chunk lines never run', async () => {
     const c = await connect();
     expect((await c.ehlo()).lines.some((l) => /CHUNKING/i.test(l))).toBe(false);
-    expect((await c.cmd('MAIL FROM:<a@example.test>\r\n'))!.code).toBe(250);
-    expect((await c.cmd('RCPT TO:<r@local.test>\r\n'))!.code).toBe(250);
+    expect((await c.exchange('MAIL FROM:<a@example.test>\r\n'))!.code).toBe(250);
+    expect((await c.exchange('RCPT TO:<r@local.test>\r\n'))!.code).toBe(250);
     await c.write('BDAT 65 LAST\r\nMAIL FROM:<smuggled@example.test>\r\nRCPT TO:<r@local.test>\r\nDATA\r\n');
     const replies = await c.collect(2000);
     expect(replies.map((r) => r.code)).toEqual([521]);
-    expect(await c.closed_within(2000)).toBe(true);
+    expect(await c.wait_closed(2000)).toBe(true);
     expect(scan(S.queue).filter((m) => m.env.sender === 'smuggled@example.test')).toEqual([]);
   });
 
   it('SEQ-02 DATA without RCPT → 503', async () => {
     const c = await ready();
-    expect((await c.cmd('MAIL FROM:<a@example.test>\r\n'))!.code).toBe(250);
-    expect(await c.cmd('DATA\r\n')).toMatchObject({ code: 503, text: 'RCPT first' });
+    expect((await c.exchange('MAIL FROM:<a@example.test>\r\n'))!.code).toBe(250);
+    expect(await c.exchange('DATA\r\n')).toMatchObject({ code: 503, text: 'RCPT first' });
     await c.quit();
   });
 
@@ -677,7 +605,7 @@ describe('2.13 / 2.14 BDAT and sequence', () => {
     await c.txn();
     await c.write(HDR(A) + 'RSET\r\nQUIT\r\n');
     await c.silent(1000);
-    expect(await c.cmd(END)).toMatchObject({ code: 250 });
+    expect(await c.exchange(END)).toMatchObject({ code: 250 });
     await c.quit();
     expect(queued_once(A).body).toBe('RSET\nQUIT\n');
   });
@@ -687,8 +615,8 @@ describe('2.13 / 2.14 BDAT and sequence', () => {
     const c = await ready();
     await c.txn();
     await c.write(HDR(A) + ('z'.repeat(1022) + '\r\n').repeat(64));
-    await new Promise<void>((r) => c.sock.end(r));
-    await c.closed_within(5000);
+    await new Promise<void>((r) => c.stream.end(r));
+    await c.wait_closed(5000);
     c.buf = c.buf.replace(/^451 Incomplete DATA\r\n/, ''); // the server may still answer the half-closed socket
     expect(await wait_until(() => readdirSync(S.spool).length === 0, 5000)).toBe(true);
     not_queued(A);
@@ -699,8 +627,8 @@ describe('2.13 / 2.14 BDAT and sequence', () => {
     const c = await ready();
     await c.txn();
     const body = 'line\r\n'.repeat(100);
-    await new Promise<void>((r) => c.sock.end(Buffer.from(HDR(A) + body + END, 'latin1'), r));
-    c.sock.destroy();
+    await new Promise<void>((r) => c.stream.end(Buffer.from(HDR(A) + body + END, 'latin1'), r));
+    c.stream.destroy();
     expect(await wait_until(() => queued(A).length > 0, 3000)).toBe(true);
     await new Promise((r) => setTimeout(r, 200));
     expect(queued_once(A).body).toBe(LF(body));
@@ -718,7 +646,7 @@ describe('2.10 slow clients', () => {
       await c.banner();
       const t0 = Date.now();
       expect(await c.reply(4000)).toMatchObject({ code: 421, text: '4.4.2 Connection Timed Out' });
-      expect(await c.closed_within(2000)).toBe(true);
+      expect(await c.wait_closed(2000)).toBe(true);
       const took = Date.now() - t0;
       expect(took).toBeGreaterThanOrEqual(900);
       expect(took).toBeLessThan(3000);

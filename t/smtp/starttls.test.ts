@@ -1,120 +1,26 @@
 // STARTTLS over real TCP on 127.0.0.1: plugins/tls with lib/smtp/starttls.ts, driven by a raw
 // socket that is upgraded in place (reliability.md 2.2, STL-01 … STL-08).
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
-import net from 'node:net';
-import os from 'node:os';
+import type net from 'node:net';
 import path from 'node:path';
-import type { Duplex } from 'node:stream';
-import tls from 'node:tls';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { listen } from '../../lib/server/serve.js';
+import type tls from 'node:tls';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import TlsPlugin, { protocol_range, tls_context_from_config } from '../../plugins/tls.js';
-import { PLUGIN_DIR, make_runtime } from '../lib/harness.js';
-
-interface Reply {
-  code: number;
-  lines: string[];
-  text: string;
-}
-
-/** A raw SMTP client on any stream: exact bytes out, whole replies in; can hand its stream on. */
-class Wire {
-  private buf = '';
-  private waiters: Array<() => void> = [];
-  closed = false;
-  private readonly on_data = (d: Buffer) => {
-    this.buf += d.toString('latin1');
-    this.notify();
-  };
-  private readonly on_close = () => {
-    this.closed = true;
-    this.notify();
-  };
-  constructor(readonly stream: Duplex) {
-    stream.on('data', this.on_data);
-    stream.on('end', this.on_close);
-    stream.on('close', this.on_close);
-    stream.on('error', () => {});
-  }
-  private notify() {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-  private wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      this.waiters.push(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
-  }
-  send(data: string | Buffer): void {
-    this.stream.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
-  }
-  async reply(timeout_ms = 5000): Promise<Reply | null> {
-    const deadline = Date.now() + timeout_ms;
-    for (;;) {
-      const m = /^((?:\d{3}-[^\r\n]*\r\n)*)(\d{3}) ([^\r\n]*)\r\n/.exec(this.buf);
-      if (m) {
-        this.buf = this.buf.slice(m[0].length);
-        const lines = m[0].split('\r\n').filter(Boolean).map((l) => l.slice(4));
-        return { code: Number(m[2]), lines, text: lines.join('\n') };
-      }
-      if (this.closed) return null;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no reply within ${timeout_ms} ms; buffered: ${JSON.stringify(this.buf)}`);
-      await this.wait(left);
-    }
-  }
-  async cmd(line: string, timeout_ms?: number): Promise<Reply | null> {
-    this.send(line + '\r\n');
-    return this.reply(timeout_ms);
-  }
-  pending(): string {
-    return this.buf;
-  }
-  /** Whatever arrives within `ms` (nothing consumed). */
-  async idle(ms: number): Promise<string> {
-    const deadline = Date.now() + ms;
-    while (Date.now() < deadline && !this.closed) await this.wait(deadline - Date.now());
-    return this.buf;
-  }
-  async wait_closed(timeout_ms = 5000): Promise<boolean> {
-    const deadline = Date.now() + timeout_ms;
-    while (!this.closed && Date.now() < deadline) await this.wait(deadline - Date.now());
-    return this.closed;
-  }
-  /** Stops reading, for a TLS layer to take over the stream. */
-  detach(): Duplex {
-    this.stream.off('data', this.on_data);
-    this.stream.off('end', this.on_close);
-    this.stream.off('close', this.on_close);
-    this.stream.pause();
-    return this.stream;
-  }
-}
+import { make_cert } from '../lib/cert.js';
+import { connect as tcp_client } from '../lib/daemon.js';
+import { Opened, PLUGIN_DIR, listen_port, make_runtime, tmp_dir } from '../lib/harness.js';
+import { TestClient, tls_connect, type Reply } from '../lib/session.js';
 
 let root: string;
 let cert: string;
 let key: string;
 let plugins: string;
 let queue_dir: string;
-const servers: net.Server[] = [];
-const sockets: Duplex[] = [];
+const opened = new Opened();
 
 beforeAll(() => {
-  root = mkdtempSync(path.join(os.tmpdir(), 'qpts-tls-'));
-  cert = path.join(root, 'cert.pem');
-  key = path.join(root, 'key.pem');
-  execFileSync(
-    'openssl',
-    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '2', '-keyout', key, '-out', cert],
-    { stdio: 'ignore' },
-  );
+  root = tmp_dir('qpts-tls-');
+  ({ cert, key } = make_cert('localhost', root));
   plugins = path.join(root, 'plugins');
   mkdirSync(plugins);
   // accepts every recipient and keeps the header of each queued message in a file
@@ -147,18 +53,7 @@ export default class extends Plugin {
   );
 });
 
-// TLS layers before the sockets under them: node 20 can crash in the client's TLSWrap when the
-// raw socket is destroyed first while the server is still talking.
-const destroy_all = () => {
-  for (const s of sockets.splice(0).reverse()) s.destroy();
-};
-
-afterAll(destroy_all);
-
-afterEach(async () => {
-  destroy_all();
-  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
-});
+afterEach(() => opened.close_all());
 
 interface Setup {
   files?: Record<string, string | string[]>;
@@ -176,36 +71,32 @@ async function server(setup: Setup = {}) {
     loglevel: '7',
     ...setup.files,
   });
-  const srv = await listen(t.runtime, { port: 0, no_rdns: true, ...(setup.tls_context ? { tls_context: setup.tls_context } : {}) });
-  servers.push(srv);
-  const port = (srv.address() as net.AddressInfo).port;
+  const { server: srv, port } = await listen_port(t.runtime, { no_rdns: true, ...(setup.tls_context ? { tls_context: setup.tls_context } : {}) });
+  opened.servers.push(srv);
   return { ...t, port };
 }
 
-async function connect(port: number): Promise<Wire> {
-  const socket = net.connect({ host: '127.0.0.1', port });
-  sockets.push(socket);
-  await once(socket, 'connect');
-  return new Wire(socket);
+async function connect(port: number): Promise<TestClient> {
+  const c = await tcp_client(port);
+  opened.sockets.push(c.stream);
+  return c;
 }
 
 /** Greeting read, EHLO sent: the EHLO reply. */
-async function hello(w: Wire, name = 'client.example.test'): Promise<Reply> {
+async function hello(w: TestClient, name = 'client.example.test'): Promise<Reply> {
   expect((await w.reply())!.code).toBe(220);
   return (await w.cmd(`EHLO ${name}`))!;
 }
 
 /** Client side of the upgrade on the same socket. */
-async function upgrade(w: Wire): Promise<{ wire: Wire; socket: tls.TLSSocket }> {
+async function upgrade(w: TestClient): Promise<{ wire: TestClient; socket: tls.TLSSocket }> {
   expect(w.pending()).toBe('');
-  const socket = tls.connect({ socket: w.detach() as net.Socket, rejectUnauthorized: false, servername: 'localhost' });
-  sockets.push(socket);
-  const wire = new Wire(socket);
-  await once(socket, 'secureConnect');
-  return { wire, socket };
+  const wire = await w.starttls({ servername: 'localhost' });
+  opened.sockets.push(wire.stream);
+  return { wire, socket: wire.stream };
 }
 
-async function starttls(w: Wire): Promise<{ wire: Wire; socket: tls.TLSSocket }> {
+async function starttls(w: TestClient): Promise<{ wire: TestClient; socket: tls.TLSSocket }> {
   expect(await w.cmd('STARTTLS')).toMatchObject({ code: 220, text: 'Go ahead with TLS' });
   return upgrade(w);
 }
@@ -214,7 +105,7 @@ function queued(): string[] {
   return existsSync(queue_dir) ? readdirSync(queue_dir).map((f) => readFileSync(path.join(queue_dir, f), 'latin1')) : [];
 }
 
-async function send_message(w: Wire): Promise<Reply> {
+async function send_message(w: TestClient): Promise<Reply> {
   expect((await w.cmd('MAIL FROM:<a@example.test>'))!.code).toBe(250);
   expect((await w.cmd('RCPT TO:<r@local.test>'))!.code).toBe(250);
   expect((await w.cmd('DATA'))!.code).toBe(354);
@@ -432,12 +323,11 @@ describe('plugins/tls: STARTTLS', () => {
     const t = await make_runtime({ me: 'mx.example.test', plugin_dirs: [plugins, PLUGIN_DIR], plugins: [`tls ${cert} ${key}`] });
     const plugin = t.runtime.plugins.find((p) => p.plugin_name() === 'tls') as TlsPlugin;
     const context = plugin.secure_context();
-    const srv = await listen(t.runtime, { port: 0, no_rdns: true, tls_context: context });
-    servers.push(srv);
-    const socket = tls.connect({ host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port, rejectUnauthorized: false, servername: 'localhost' });
-    sockets.push(socket);
-    const wire = new Wire(socket);
-    await once(socket, 'secureConnect');
+    const { server: srv, port } = await listen_port(t.runtime, { no_rdns: true, tls_context: context });
+    opened.servers.push(srv);
+    const socket = await tls_connect({ host: '127.0.0.1', port, servername: 'localhost' });
+    opened.sockets.push(socket);
+    const wire = new TestClient(socket);
     expect(socket.getPeerCertificate().subject.CN).toBe('localhost');
     expect((await wire.reply())!.code).toBe(220);
     const ehlo = (await wire.cmd('EHLO client.example.test'))!;

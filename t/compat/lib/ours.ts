@@ -1,12 +1,10 @@
 // qpsmtpd-ts in this process on a real TCP port (127.0.0.1, random port), with the plugin set
 // of qpsmtpd.md Appendix A and a maildir queue in a temp dir. rDNS goes to a loopback DNS stub.
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { listen } from '../../../lib/server/serve.js';
 import type { Runtime } from '../../../lib/runtime.js';
-import { make_runtime } from '../../lib/harness.js';
+import { listen_port, make_runtime } from '../../lib/harness.js';
 
 /** The config files of the Appendix A runs (qpsmtpd.md A), minus the queue line. */
 export const APPENDIX_CONFIG: Record<string, string | string[]> = {
@@ -41,8 +39,7 @@ export async function start_ours(dns_port: number, files: Record<string, string 
     dns_servers: `127.0.0.1:${dns_port}`,
     ...files,
   });
-  const server: net.Server = await listen(runtime, { port: 0, host: '127.0.0.1' });
-  const port = (server.address() as net.AddressInfo).port;
+  const { server, port } = await listen_port(runtime, { host: '127.0.0.1' });
   return {
     port,
     runtime,

@@ -1,6 +1,8 @@
 // A byte-exact SMTP client for transcript tests: every octet the server sends is kept, so a
 // test can tell `421 …\r\n` from qpsmtpd's `421 …\n` and see exactly when the server closed.
-import net from 'node:net';
+import type net from 'node:net';
+import { open_socket } from '../../lib/daemon.js';
+import { StreamClient } from '../../lib/session.js';
 
 export interface WireReply {
   /** The reply exactly as received (line endings included). */
@@ -14,55 +16,9 @@ export interface WireReply {
 /** What a transcript records for one exchange. */
 export type Outcome = WireReply | 'closed' | 'silent';
 
-export class WireClient {
-  /** Every byte received, in order (latin1: one char per byte). */
-  received = '';
-  private buf = '';
-  private waiters: Array<() => void> = [];
-  closed = false;
-
-  constructor(readonly socket: net.Socket) {
-    socket.setNoDelay(true);
-    socket.on('data', (d: Buffer) => {
-      const s = d.toString('latin1');
-      this.received += s;
-      this.buf += s;
-      this.notify();
-    });
-    const gone = () => {
-      this.closed = true;
-      this.notify();
-    };
-    socket.on('end', gone);
-    socket.on('close', gone);
-    socket.on('error', gone);
-  }
-
-  static connect(port: number, host = '127.0.0.1'): Promise<WireClient> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port });
-      socket.once('connect', () => {
-        socket.off('error', reject);
-        resolve(new WireClient(socket));
-      });
-      socket.once('error', reject);
-    });
-  }
-
-  private notify(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  private wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      this.waiters.push(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+export class WireClient extends StreamClient<net.Socket> {
+  static async connect(port: number, host = '127.0.0.1'): Promise<WireClient> {
+    return new WireClient(await open_socket(port, { host }));
   }
 
   /** Takes one complete reply off the buffer (a final `NNN ` line or a line that is no continuation). */
@@ -87,20 +43,8 @@ export class WireClient {
   }
 
   /** The next reply; `'closed'` if the server closed first, `'silent'` if nothing came in `ms`. */
-  async reply(ms = 5000): Promise<Outcome> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const r = this.take();
-      if (r) return r;
-      if (this.closed) return 'closed';
-      const left = deadline - Date.now();
-      if (left <= 0) return 'silent';
-      await this.wait(left);
-    }
-  }
-
-  send(data: string): void {
-    if (!this.closed) this.socket.write(Buffer.from(data, 'latin1'));
+  reply(ms = 5000): Promise<Outcome> {
+    return this.next(() => this.take(), ms);
   }
 
   /** Sends `line` + CRLF and returns the reply. */
@@ -110,23 +54,8 @@ export class WireClient {
   }
 
   /** Waits until the server has closed the connection (true) or `ms` passed (false). */
-  async wait_closed(ms = 3000): Promise<boolean> {
-    const deadline = Date.now() + ms;
-    while (!this.closed) {
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      await this.wait(left);
-    }
-    return true;
-  }
-
-  /** Unconsumed bytes (anything the server sent that was not taken as a reply). */
-  pending(): string {
-    return this.buf;
-  }
-
-  destroy(): void {
-    this.socket.destroy();
+  override wait_closed(ms = 3000): Promise<boolean> {
+    return super.wait_closed(ms);
   }
 }
 
