@@ -41,7 +41,9 @@ export async function make_runtime(
   opts: RuntimeOptions & { load?: boolean } = {},
 ): Promise<TestRuntime> {
   const spool = tmp_dir('qpts-spool-');
-  const dir = write_config({ spool_dir: spool, plugin_dirs: PLUGIN_DIR, ...files });
+  // dns_servers: a loopback port where nothing listens, so no test ever asks the machine's
+  // resolver; tests that need answers start their own DNS server and override it
+  const dir = write_config({ spool_dir: spool, plugin_dirs: PLUGIN_DIR, dns_servers: '127.0.0.1:9', ...files });
   const logged: string[] = [];
   const runtime = new Runtime({
     config_dir: dir,
