@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import ini from 'ini';
+import { PACKAGE_CONFIG_DIR } from '../paths.js';
 
 export class UsageError extends Error {}
 
@@ -113,7 +114,8 @@ export function parse_cli(argv: string[]): { command: string; values: RawOptions
 
 /** `<config dir>/qpsmtpd-ts.ini`, if there is one: values as if given on the command line. */
 export function read_ini(config_dir: string | undefined): RawOptions {
-  const dir = config_dir ?? process.env.QPSMTPD_CONFIG ?? path.resolve('config');
+  // the same order as config files: --config, $QPSMTPD_CONFIG, the package's config/
+  const dir = config_dir || process.env.QPSMTPD_CONFIG || PACKAGE_CONFIG_DIR;
   const file = path.join(dir, 'qpsmtpd-ts.ini');
   if (!existsSync(file)) return {};
   const data = ini.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
