@@ -1,4 +1,5 @@
 // Log line formatting shared by the built-in stderr logger and logging plugins.
+import { log_level } from './constants.js';
 
 /** Escapes control characters so nothing a client sent can split or forge a log line. */
 export function sanitize_log_text(text: string): string {
@@ -26,3 +27,9 @@ export type LogWriter = (line: string) => void;
 export const stderr_writer: LogWriter = (line) => {
   process.stderr.write(line + '\n');
 };
+
+/** A log level given as digits (`6`) or as a name (`LOGINFO`); undefined if it is neither. */
+export function parse_log_level(value: string): number | undefined {
+  if (/^\d+$/.test(value)) return Number(value);
+  return log_level(value);
+}

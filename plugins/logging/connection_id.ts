@@ -14,7 +14,7 @@
 // and a per-process counter in place of the host address). Lines logged outside any session
 // (start-up, the master) carry the pid. qpsmtpd 1.00's copy of this plugin refused to load
 // (its connection ids were removed); this one works.
-import { DECLINED, LOGINFO, LOGWARN, Plugin, PluginArgumentError, log_level } from '../../lib/index.js';
+import { DECLINED, LOGINFO, LOGWARN, Plugin, PluginArgumentError, parse_log_level } from '../../lib/index.js';
 
 /** Per process, like qpsmtpd's connection counter: with time and pid it makes ids unique. */
 let connection_counter = 0;
@@ -35,7 +35,7 @@ export default class extends Plugin {
     }
     if (args[0] !== undefined) {
       const v = args[0];
-      const level = /^\d+$/.test(v) ? Number(v) : log_level(v);
+      const level = parse_log_level(v);
       if (level === undefined || level > 7) throw new PluginArgumentError(`plugin ${this.plugin_name()}: invalid log level '${v}' (0-7 or a LOG* name)`);
       this._level = level;
     }

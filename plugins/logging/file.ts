@@ -16,7 +16,7 @@ import { createWriteStream, openSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { DECLINED, LOGWARN, Plugin, PluginArgumentError, format_log_line, log_level } from '../../lib/index.js';
+import { DECLINED, LOGWARN, Plugin, PluginArgumentError, format_log_line, parse_log_level } from '../../lib/index.js';
 import { strftime } from '../../lib/strftime.js';
 
 /** Bytes a slow output may have queued before further lines are dropped (and counted). */
@@ -30,11 +30,6 @@ type Reporter = (msg: string) => void;
 
 interface Notes {
   notes(key: string, value?: unknown): any;
-}
-
-function parse_log_level(value: string): number | undefined {
-  if (/^\d+$/.test(value)) return Number(value);
-  return /^LOG\w+$/.test(value) ? log_level(value) : undefined;
 }
 
 /** One open log file or log command, shared by every session whose expanded name matches. */

@@ -1,13 +1,7 @@
 // logging/warn: qpsmtpd's built-in logger as a plugin. Writes `<pid>[ prefix] <msg>` lines to
 // stderr for every message at or below its level (argument: a number or a LOG* name, default
 // LOGWARN). It skips its own messages, and returns DECLINED so other logging plugins see them.
-import { DECLINED, LOGINFO, LOGWARN, Plugin, PluginArgumentError, format_log_line, log_level } from '../../lib/index.js';
-
-/** A log level given as `0`..`7` or as a name (`LOGINFO`); undefined if it is neither. */
-function parse_log_level(value: string): number | undefined {
-  if (/^\d+$/.test(value)) return Number(value);
-  return log_level(value);
-}
+import { DECLINED, LOGINFO, LOGWARN, Plugin, PluginArgumentError, format_log_line, parse_log_level } from '../../lib/index.js';
 
 export default class extends Plugin {
   _level = LOGWARN;
