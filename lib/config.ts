@@ -75,6 +75,10 @@ function track(lookup: Lookup, path: string): Probe {
 const INCLUDE = /^\$include\s+(\S+)$/;
 const INCLUDE_LIKE = /^\$include(\s|$)/;
 
+/** An overlay path must stay inside the config directory: no empty, `.` or `..` part, no control characters. */
+// eslint-disable-next-line no-control-regex
+const BAD_OVERLAY_PATH = /(^|\/)\.{0,2}(\/|$)|[\x00-\x1f]/;
+
 export class Config {
   /** Values used when no file gives one (qpsmtpd's %defaults). */
   readonly defaults: Record<string, string> = { me: hostname(), timeout: '1200' };
@@ -86,6 +90,9 @@ export class Config {
   private lines = new Map<string, Entry<string[]>>();
   private maps = new Map<string, Entry<Map<string, string>>>();
   private overlays = new Map<string, Entry<string[] | null>>();
+  /** Whether an overlay directory (`via/<ip>`) exists in some config directory. */
+  private overlay_dirs = new Map<string, Entry<boolean>>();
+  private default_values = new Map<string, readonly string[]>();
 
   constructor(opts: ConfigOptions = {}) {
     this.opts = opts;
@@ -136,6 +143,7 @@ export class Config {
     this.lines.clear();
     this.maps.clear();
     this.overlays.clear();
+    this.overlay_dirs.clear();
   }
 
   default(name: string): string | undefined {
@@ -144,12 +152,21 @@ export class Config {
 
   /** All lines of config `name` (qpsmtpd's get_qmail), or its default, or []. */
   get(name: string): string[] {
+    return [...this.values(name)];
+  }
+
+  /** get() without the copy: the caller must not change the array. */
+  values(name: string): readonly string[] {
     const lines = this.cached(this.lines, name, (lookup) =>
       this.read(name, join(this.resolve_dir(name, lookup), name), lookup),
     );
-    if (lines.length) return [...lines];
-    const d = this.default(name);
-    return d === undefined ? [] : [d];
+    if (lines.length) return lines;
+    let d = this.default_values.get(name);
+    if (!d) {
+      const v = this.default(name);
+      this.default_values.set(name, (d = Object.freeze(v === undefined ? [] : [v])));
+    }
+    return d;
   }
 
   /**
@@ -158,15 +175,26 @@ export class Config {
    * when it does not, so the caller falls back to `<name>`. An existing empty overlay gives [].
    */
   get_overlay(sub: string, name: string): string[] | undefined {
+    const lines = this.overlay_values(sub, name);
+    return lines && [...lines];
+  }
+
+  /** get_overlay() without the copy: the caller must not change the array. */
+  overlay_values(sub: string, name: string): readonly string[] | undefined {
     const rel = `${sub}/${name}`;
     // eslint-disable-next-line no-control-regex
-    if (rel.split('/').some((part) => part === '' || part === '.' || part === '..' || /[\x00-\x1f]/.test(part))) return undefined;
+    if (BAD_OVERLAY_PATH.test(rel)) return undefined;
+    // most connections arrive on an address without a via/ directory: one lookup says so
+    const there = this.cached(this.overlay_dirs, sub, (lookup) =>
+      this.candidates().some((d) => track(lookup, join(d, sub)).stamp !== null),
+    );
+    if (!there) return undefined;
     const lines = this.cached(this.overlays, rel, (lookup) => {
       const file = join(this.resolve_dir(rel, lookup), rel);
       if (track(lookup, file).stamp === null) return null;
       return this.read(rel, file, lookup);
     });
-    return lines === null ? undefined : [...lines];
+    return lines ?? undefined;
   }
 
   /** `<config_dir(name)>/<name>.cdb` as a map. The map is shared between callers: do not change it. */

@@ -47,6 +47,8 @@ export interface HookSession {
   /** The transaction hook methods receive first (qpsmtpd creates one on demand). */
   hook_transaction(): unknown;
   log(level: number, ...msg: unknown[]): void;
+  /** Whether a line at `level` goes anywhere (so debug text is not built for nothing). */
+  logs(level: number): boolean;
   varlog(level: number, hook: string | undefined, plugin: string | undefined, ...msg: unknown[]): void;
   hook_timeout_ms(plugin: Plugin): number;
 }
@@ -112,36 +114,68 @@ function is_thenable(x: unknown): x is PromiseLike<unknown> {
   return !!x && typeof (x as { then?: unknown }).then === 'function';
 }
 
+/** One hook call's abort state; its AbortController exists only once `signal` was read. */
+export interface HookCall {
+  ac?: AbortController;
+  /** Set when the call timed out: a signal asked for later is born aborted. */
+  reason?: unknown;
+}
+
+export function call_signal(call: HookCall): AbortSignal {
+  if (!call.ac) {
+    call.ac = new AbortController();
+    if (call.reason !== undefined) call.ac.abort(call.reason);
+  }
+  return call.ac.signal;
+}
+
+type View = Plugin & { _hook?: string; _call?: HookCall };
+
 /**
- * Calls one hook method with `this` = the session's plugin view, `_hook` and `signal` set for the
- * duration (restored after, like Perl's `local`). Only a returned Promise is raced against the
- * timeout, so synchronous hooks pay nothing for it.
+ * Calls one hook method with `this` = the session's plugin view, `_hook` and the call's abort
+ * state set for the duration (restored after, like Perl's `local`). A synchronous result is
+ * returned as is (no Promise, no timer); only a returned Promise is raced against the timeout.
+ * A synchronous throw propagates synchronously.
  */
-async function call_entry(session: HookSession, entry: HookEntry, hook: string, args: unknown[]): Promise<unknown> {
-  const view = session.plugin_view(entry.plugin) as Plugin & { _hook?: string; signal?: AbortSignal };
+function call_entry(session: HookSession, entry: HookEntry, hook: string, args: unknown[]): unknown {
+  const view = session.plugin_view(entry.plugin) as View;
   const fn = method_of(entry, view);
-  const prevHook = view._hook;
-  const prevSignal = view.signal;
-  const ac = new AbortController();
+  const prev_hook = view._hook;
+  const prev_call = view._call;
+  const call: HookCall = {};
   view._hook = hook;
-  view.signal = ac.signal;
-  let timer: NodeJS.Timeout | undefined;
+  view._call = call;
+  let r: unknown;
   try {
-    const r = fn.apply(view, [session.hook_transaction(), ...args]);
-    if (!is_thenable(r)) return r;
-    const ms = session.hook_timeout_ms(entry.plugin);
-    const expiry = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const err = new HookTimeoutError(entry.name, hook, ms);
-        reject(err); // first, so a plugin that settles on abort cannot win the race
-        ac.abort(err);
-      }, ms);
-    });
+    r = fn.call(view, session.hook_transaction(), ...args);
+  } finally {
+    if (!is_thenable(r)) {
+      view._hook = prev_hook;
+      view._call = prev_call;
+    }
+  }
+  if (!is_thenable(r)) return r;
+  return settle(session, entry, hook, r, call).finally(() => {
+    view._hook = prev_hook;
+    view._call = prev_call;
+  });
+}
+
+async function settle(session: HookSession, entry: HookEntry, hook: string, r: PromiseLike<unknown>, call: HookCall): Promise<unknown> {
+  const ms = session.hook_timeout_ms(entry.plugin);
+  let timer: NodeJS.Timeout | undefined;
+  const expiry = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new HookTimeoutError(entry.name, hook, ms);
+      reject(err); // first, so a plugin that settles on abort cannot win the race
+      call.reason = err;
+      call.ac?.abort(err);
+    }, ms);
+  });
+  try {
     return await Promise.race([r, expiry]);
   } finally {
     clearTimeout(timer);
-    view._hook = prevHook;
-    view.signal = prevSignal;
   }
 }
 
@@ -183,12 +217,14 @@ export async function run_hooks(session: HookSession, hook: string, args: unknow
   let rest: unknown[] = [];
   let winner: string | undefined;
   let fault: unknown;
+  const debug = session.logs(LOGDEBUG);
   for (const entry of entries) {
     const name = entry.name;
-    session.varlog(LOGDEBUG, hook, name);
+    if (debug) session.varlog(LOGDEBUG, hook, name);
     let raw: unknown;
     try {
-      raw = await call_entry(session, entry, hook, args);
+      raw = call_entry(session, entry, hook, args);
+      if (is_thenable(raw)) raw = await raw;
     } catch (err) {
       session.log(LOGCRIT, `FATAL PLUGIN ERROR [${name}]:`, describe_error(err));
       if ((entry.plugin as { continue_on_error?: boolean }).continue_on_error) continue;
@@ -209,7 +245,7 @@ export async function run_hooks(session: HookSession, hook: string, args: unknow
     }
     record_in_notes(session, name, hook, rc);
     const first = rest[0] === undefined || typeof rest[0] === 'function' ? '' : String(rest[0]);
-    session.log(LOGDEBUG, `Plugin ${name}, hook ${hook} returned ${return_code(rc)}, ${first}`);
+    if (debug) session.log(LOGDEBUG, `Plugin ${name}, hook ${hook} returned ${return_code(rc)}, ${first}`);
     const notify = DENIALS.has(rc) ? 'deny' : 'ok';
     if (hook !== notify && session.hooks.has(notify)) await run_hooks_no_respond(session, notify, [name, rc, first]);
     if (rc !== DECLINED || fault !== undefined) break;
@@ -228,7 +264,9 @@ export async function run_hooks_no_respond(session: HookSession, hook: string, a
   let r: unknown[] = [];
   for (const entry of entries) {
     try {
-      const [code, msgs] = normalize(await call_entry(session, entry, hook, args));
+      let raw = call_entry(session, entry, hook, args);
+      if (is_thenable(raw)) raw = await raw;
+      const [code, msgs] = normalize(raw);
       r = [code, ...msgs];
     } catch (err) {
       session.log(LOGERROR, `FATAL PLUGIN ERROR [${entry.name}]:`, describe_error(err));

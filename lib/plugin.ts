@@ -14,6 +14,7 @@ import {
 import { is_ipv6, is_localhost, is_valid_ip, tildeexp } from './base.js';
 import type { DnsClient, MxRecord } from './dns.js';
 import { DB, type DBArgs } from './db.js';
+import { call_signal, type HookCall } from './hooks.js';
 import type { Address } from './address.js';
 import type { Connection } from './connection.js';
 import type { Qpsmtpd } from './qpsmtpd.js';
@@ -37,8 +38,8 @@ export abstract class Plugin {
   _qp!: Qpsmtpd;
   /** The hook currently running (per call). */
   _hook?: string;
-  /** Aborted when the running hook times out; pass it to anything cancellable. */
-  signal?: AbortSignal;
+  /** The hook call running on this view (set by the runner, per call). */
+  _call?: HookCall;
   /** qpsmtpd's behaviour on a throw: log and try the next plugin instead of answering 451. */
   continue_on_error = false;
   /** Per-plugin hook timeout in seconds (default: the `hook_timeout` config, 120 s). */
@@ -60,6 +61,14 @@ export abstract class Plugin {
 
   hook_name(): string | undefined {
     return this._hook;
+  }
+
+  /**
+   * Aborted when the running hook times out; pass it to anything cancellable. Made on first
+   * use, so hooks that never ask for it cost no AbortController.
+   */
+  get signal(): AbortSignal | undefined {
+    return this._call ? call_signal(this._call) : undefined;
   }
 
   get qp(): Qpsmtpd {

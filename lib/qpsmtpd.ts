@@ -91,10 +91,13 @@ export class Qpsmtpd implements HookSession {
   }
 
   run_hooks(hook: string, ...args: unknown[]): Promise<HookResult> {
+    // most hooks have no plugin: no async frame for them
+    if (!this.hooks.has(hook)) return Promise.resolve({ rc: 0, msg: [] });
     return run_hooks(this, hook, args);
   }
 
   run_hooks_no_respond(hook: string, ...args: unknown[]): Promise<unknown[]> {
+    if (!this.hooks.has(hook)) return Promise.resolve([0, '']);
     return run_hooks_no_respond(this, hook, args);
   }
 
@@ -107,7 +110,7 @@ export class Qpsmtpd implements HookSession {
 
   /** First value of a config setting (qpsmtpd's scalar-context `config`). */
   config(name: string, addr?: Address): string | undefined {
-    return this.config_list(name, addr)[0];
+    return this.config_values(name, addr)[0];
   }
 
   /**
@@ -115,17 +118,22 @@ export class Qpsmtpd implements HookSession {
    * values (`listener_parameters` hook, `via/<local ip>/` files), config hooks, then files.
    */
   config_list(name: string, addr?: Address): string[] {
+    return [...this.config_values(name, addr)];
+  }
+
+  /** config_list without the copy: the caller must not change the array. */
+  private config_values(name: string, addr?: Address): readonly string[] {
     if (addr && typeof (addr as { address?: unknown }).address === 'function' && this.hooks.has('user_config')) {
       const r = run_hooks_sync(this, 'user_config', [addr, name], (m) => this.report(m));
       if (r[0] === OK) return r.slice(1) as string[];
     }
-    const per_listener = this.listener_config(name);
+    const per_listener = this.listener_values(name);
     if (per_listener) return per_listener;
     if (this.hooks.has('config')) {
       const r = run_hooks_sync(this, 'config', [name], (m) => this.report(m));
       if (r[0] === OK) return r.slice(1) as string[];
     }
-    return this.runtime.config.get(name);
+    return this.runtime.config.values(name);
   }
 
   /**
@@ -133,11 +141,22 @@ export class Qpsmtpd implements HookSession {
    * `listener_parameters` hook returned, else the `via/<local ip>/<name>` file (docs/listeners.md).
    */
   listener_config(name: string): string[] | undefined {
+    const v = this.listener_values(name);
+    return v && [...v];
+  }
+
+  private via_ip?: string;
+  private via_sub?: string;
+
+  private listener_values(name: string): readonly string[] | undefined {
     const p = this.listener_params?.[name];
-    if (p) return [...p];
+    if (p) return p;
     const ip = this.connection.local_ip();
-    if (!ip || !isIP(ip)) return undefined;
-    return this.runtime.config.get_overlay(`via/${ip}`, name);
+    if (ip !== this.via_ip) {
+      this.via_ip = ip;
+      this.via_sub = ip && isIP(ip) ? `via/${ip}` : undefined;
+    }
+    return this.via_sub === undefined ? undefined : this.runtime.config.overlay_values(this.via_sub, name);
   }
 
   /** A CDB map config (`morercpthosts`…). */
@@ -158,6 +177,10 @@ export class Qpsmtpd implements HookSession {
 
   log(level: number, ...msg: unknown[]): void {
     this.varlog(level, undefined, undefined, ...msg);
+  }
+
+  logs(level: number): boolean {
+    return level <= this.runtime.trace_level || this.hooks.has('logging');
   }
 
   varlog(level: number, hook: string | undefined, plugin: string | undefined, ...msg: unknown[]): void {

@@ -25,7 +25,8 @@ export class Transaction extends MessageBody {
   private readonly _started = Math.floor(Date.now() / 1000);
   private tempFiles: string[] = [];
   private tempDirs: string[] = [];
-  private _uuid: string = randomUUID().toUpperCase();
+  /** Made on first use: the session names its transactions itself. */
+  private _uuid?: string;
   private readonly _meta = new MetaStore();
   /** Per-plugin structured results of this transaction (Haraka's transaction.results). */
   readonly results = new Results();
@@ -41,7 +42,7 @@ export class Transaction extends MessageBody {
    */
   uuid(...v: [string?]): string {
     if (v.length && v[0] !== undefined) this._uuid = v[0];
-    return this._uuid;
+    return (this._uuid ??= randomUUID().toUpperCase());
   }
 
   /** A message meta value (KumoMTA's msg:get_meta): set here, or copied from the connection at DATA. */

@@ -103,6 +103,33 @@ describe('run_hooks (qpsmtpd run_continuation)', () => {
     expect(logged.some((l) => l.includes('did not finish hook data_post within 0.05 s'))).toBe(true);
   });
 
+  it('a signal first asked for while the hook runs is aborted at the timeout; each call has its own', async () => {
+    const { qp, runtime } = await session();
+    const signals: AbortSignal[] = [];
+    let late: AbortSignal | undefined;
+    const p = mock_hook(runtime, 'data_post', function (this: Plugin) {
+      // asked for only after the hook's first await
+      return new Promise<number>((resolve) => setTimeout(() => {
+        late = this.signal;
+        late!.addEventListener('abort', () => resolve(OK));
+      }, 10));
+    });
+    p.hook_timeout = 0.1;
+    const r = await qp.run_hooks('data_post');
+    expect(r.fault).toBeInstanceOf(HookTimeoutError);
+    expect(late?.aborted).toBe(true);
+    expect(late?.reason).toBeInstanceOf(HookTimeoutError);
+    mock_hook(runtime, 'helo', function (this: Plugin) {
+      signals.push(this.signal!);
+      return DECLINED;
+    });
+    await qp.run_hooks('helo');
+    await qp.run_hooks('helo');
+    expect(signals).toHaveLength(2);
+    expect(signals[1]).not.toBe(signals[0]);
+    expect(signals.map((x) => x.aborted)).toEqual([false, false]);
+  });
+
   it('uses the hook_timeout config when a plugin has no own timeout', async () => {
     const { qp, runtime } = await session({ hook_timeout: '1' });
     expect(runtime.hook_timeout_ms()).toBe(1000);

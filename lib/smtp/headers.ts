@@ -16,6 +16,20 @@ function header_safe(text: string | undefined): string {
   return (text ?? '').replace(/[\x00-\x1f\x7f-\uffff()\\]/g, '?');
 }
 
+let date_second = -1;
+let date_text = '';
+
+/** The Received date, formatted once per second (every message of that second shares it). */
+function received_date(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== date_second) {
+    date_text = strftime('%a, %d %b %Y %H:%M:%S %z', new Date(now));
+    date_second = second;
+  }
+  return date_text;
+}
+
 /** RFC 3848 protocol name (the connection's transmission_type()): SMTP, ESMTP[S][A], LMTP[S][A]. */
 export function transmission_type(s: SmtpSession): string {
   return s.connection.transmission_type() ?? 'SMTP';
@@ -38,7 +52,7 @@ export async function add_received_line(s: SmtpSession, header: MailHeader): Pro
     value =
       `from ${header_safe(xf.name ?? c.remote_info())} (HELO ${header_safe(xf.helo ?? c.hello_host())}) (${header_safe(xf.addr) || c.remote_ip()})\n` +
       ` by ${s.config('me')} (qpsmtpd-ts/${s.version()}) with ${proto}${tls_comment ? ` ${tls_comment}` : ''} id ${header_safe(s.transaction.uuid())}; ` +
-      strftime('%a, %d %b %Y %H:%M:%S %z');
+      received_date();
   }
   header.add('Received', value, 0);
   return r;

@@ -7,7 +7,8 @@ const MAX_TEXT = 512 - 6;
 export function sanitize_reply_text(text: string): string {
   // eslint-disable-next-line no-control-regex
   let t = /[\x00-\x1f\x7f]/.test(text) ? text.replace(/[\x00-\x1f\x7f]/g, ' ') : text;
-  if (Buffer.byteLength(t) > MAX_TEXT) t = Buffer.from(t).subarray(0, MAX_TEXT).toString().replace(/\uFFFD$/, '');
+  // a UTF-16 unit is at most 3 UTF-8 bytes: short texts need no byte count
+  if (t.length * 3 > MAX_TEXT && Buffer.byteLength(t) > MAX_TEXT) t = Buffer.from(t).subarray(0, MAX_TEXT).toString().replace(/\uFFFD$/, '');
   return t;
 }
 
@@ -16,6 +17,9 @@ export function sanitize_reply_text(text: string): string {
  * plugin messages may hold several lines separated by `\n`.
  */
 export function reply_lines(lines: readonly unknown[]): string[] {
+  // the common reply: one line of text
+  const one = lines.length === 1 ? lines[0] : undefined;
+  if (typeof one === 'string' && !one.includes('\n')) return one === '' || one === '0' ? [] : [sanitize_reply_text(one)];
   const out: string[] = [];
   // a hook's message list may be passed as one argument: respond(550, r.msg)
   for (const l of lines.flat()) {

@@ -53,6 +53,8 @@ const KNOWN_COMMANDS = ['ehlo', 'helo', 'rset', 'mail', 'rcpt', 'data', 'help', 
 const GROUP_ENDERS = new Set(['ehlo', 'helo', 'lhlo', 'data']);
 const JUNK = new Set(['noop', 'rset', 'vrfy', 'help']);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+/** Unread input the reader may hold before the socket is paused (backpressure while hooks run). */
+const READER_HIGH_WATER = 64 * 1024;
 
 export class SessionClosed extends Error {}
 
@@ -81,6 +83,8 @@ export class SmtpSession extends Qpsmtpd {
   private stop_requested = false;
   private waiting_for_command = false;
   private deadline = 0;
+  /** Unread input when the running command sent its first reply (-1: no reply yet). */
+  private buffered_at_reply = -1;
   private disconnected = false;
   private tls_socket?: { getCipher(): { name: string; version?: string } | null; getProtocol?(): string | null };
 
@@ -95,9 +99,11 @@ export class SmtpSession extends Qpsmtpd {
 
   // -- transport -------------------------------------------------------------------------------
 
+  // The socket keeps flowing into the reader (no pause/resume per command); only a client
+  // that sends faster than hooks consume is paused, at READER_HIGH_WATER buffered bytes.
   private readonly on_data = (chunk: Buffer) => {
     this.reader.push(chunk);
-    this.stream.pause();
+    if (this.reader.buffered() >= READER_HIGH_WATER) this.stream.pause();
     this.wake?.();
   };
   private readonly on_end = () => {
@@ -191,7 +197,7 @@ export class SmtpSession extends Qpsmtpd {
         this.wake = this.interrupt = undefined;
         reject(err);
       };
-      this.stream.resume();
+      if (this.stream.isPaused()) this.stream.resume();
     });
   }
 
@@ -231,8 +237,9 @@ export class SmtpSession extends Qpsmtpd {
       this.log(LOGERROR, 'Lost connection to client, cannot send response.');
       return false;
     }
-    for (const m of msgs) this.log(LOGINFO, `${code} ${m}`);
+    if (this.logs(LOGINFO)) for (const m of msgs) this.log(LOGINFO, `${code} ${m}`);
     if (code >= 400) this.errors++;
+    if (this.buffered_at_reply < 0) this.buffered_at_reply = this.reader.buffered();
     this.last_response = `${code} ${msgs[msgs.length - 1]}`;
     this.connection.last_response(this.last_response);
     if (code >= 400) this.connection.last_error(this.last_response);
@@ -355,7 +362,7 @@ export class SmtpSession extends Qpsmtpd {
 
   /** qpsmtpd's dispatch: the command word, then the rest of the line as one argument. */
   async dispatch(line: string): Promise<void> {
-    this.log(LOGINFO, `dispatching ${this.loggable(line)}`);
+    if (this.logs(LOGINFO)) this.log(LOGINFO, `dispatching ${this.loggable(line)}`);
     this.connection.notes('original_string', line);
     const sp = line.indexOf(' ');
     const word = sp < 0 ? line : line.slice(0, sp);
@@ -373,10 +380,13 @@ export class SmtpSession extends Qpsmtpd {
       return this.after_command();
     }
     if (JUNK.has(cmd)) this.junk_commands++;
+    this.buffered_at_reply = -1;
     const entered_data = await this.run_command(cmd, rest);
-    // RFC 2920 3.1: EHLO/HELO/DATA end a group; input already behind them is not legitimate
-    // (an accepted DATA checks before its 354; a message may be followed by pipelined commands).
-    if (GROUP_ENDERS.has(cmd) && !entered_data && !this.closed && this.reader.buffered() > 0) return this.sync_error();
+    // RFC 2920 3.1: EHLO/HELO/DATA end a group; input that came before their reply is not
+    // legitimate (an accepted DATA checks before its 354; a message may be followed by
+    // pipelined commands). What the client sent after seeing the reply is fine.
+    const early = this.buffered_at_reply < 0 ? this.reader.buffered() : this.buffered_at_reply;
+    if (GROUP_ENDERS.has(cmd) && !entered_data && !this.closed && early > 0) return this.sync_error();
     return this.after_command();
   }
 
@@ -423,12 +433,12 @@ export class SmtpSession extends Qpsmtpd {
   /** R8: error replies and junk commands are counted; over a limit the session ends with 421. */
   private async after_command(): Promise<void> {
     if (this.closed) return;
-    const max_errors = this.limit('max_errors', 20);
+    const max_errors = this.errors > 0 ? this.limit('max_errors', 20) : 0;
     if (max_errors && this.errors >= max_errors) {
       this.respond(421, '4.7.0 Too many errors, closing connection');
       return this.disconnect();
     }
-    const max_junk = this.limit('max_junk_commands', 100);
+    const max_junk = this.junk_commands > 0 ? this.limit('max_junk_commands', 100) : 0;
     if (max_junk && this.junk_commands > max_junk) {
       this.respond(421, '4.7.0 Too many commands without mail, closing connection');
       return this.disconnect();
@@ -547,7 +557,7 @@ export class SmtpSession extends Qpsmtpd {
       return;
     }
     xforward_begin(this);
-    this.log(LOGDEBUG, `full from_parameter: ${rest ?? ''}`);
+    if (this.logs(LOGDEBUG)) this.log(LOGDEBUG, `full from_parameter: ${rest ?? ''}`);
     this.connection.notes('envelope_from', rest);
     const p = await this.run_hooks('mail_parse', rest);
     if (p.fault) return this.fault_reply(p);
