@@ -381,11 +381,13 @@ export class SmtpSession extends Qpsmtpd {
     }
     if (JUNK.has(cmd)) this.junk_commands++;
     this.buffered_at_reply = -1;
+    const behind = this.reader.buffered();
     const entered_data = await this.run_command(cmd, rest);
     // RFC 2920 3.1: EHLO/HELO/DATA end a group; input that came before their reply is not
     // legitimate (an accepted DATA checks before its 354; a message may be followed by
-    // pipelined commands). What the client sent after seeing the reply is fine.
-    const early = this.buffered_at_reply < 0 ? this.reader.buffered() : this.buffered_at_reply;
+    // pipelined commands). What the client sent after seeing the reply is fine; without a
+    // reply (a plugin's DONE) only what came with the command itself counts.
+    const early = this.buffered_at_reply < 0 ? behind : this.buffered_at_reply;
     if (GROUP_ENDERS.has(cmd) && !entered_data && !this.closed && early > 0) return this.sync_error();
     return this.after_command();
   }

@@ -1110,6 +1110,22 @@ describe('decided engine behaviour (DECISIONS.md)', () => {
     });
   }
 
+  it('input sent in a later write, before the EHLO reply (slow hook), is a synchronization error too', async () => {
+    const slow = () => new Promise<number>((res) => setTimeout(() => res(DECLINED), 150));
+    const o = await open({ ehlo: slow });
+    expect(o.greeting!.code).toBe(220);
+    o.c.send('EHLO c.test\r\n');
+    await new Promise((res) => setTimeout(res, 30));
+    o.c.send('MAIL FROM:<a@example.test>\r\n');
+    expect((await o.c.reply())!.code).toBe(250);
+    expect(await o.c.reply()).toMatchObject(r(554, '5.5.0 Error: SMTP protocol synchronization'));
+    await closed(o);
+    // the same, waiting for the reply: in sync
+    const p = await open({ ehlo: slow });
+    expect((await p.c.cmd('EHLO c.test'))!.code).toBe(250);
+    expect((await p.c.cmd('MAIL FROM:<a@example.test>'))!.code).toBe(250);
+  });
+
   it('DATA must end a pipelined group: an accepted DATA checks before its 354', async () => {
     let queued = 0;
     const o = await with_rcpt([['queue', () => (queued++, OK)]]);
