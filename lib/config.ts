@@ -181,14 +181,13 @@ export class Config {
 
   /** get_overlay() without the copy: the caller must not change the array. */
   overlay_values(sub: string, name: string): readonly string[] | undefined {
-    const rel = `${sub}/${name}`;
-    // eslint-disable-next-line no-control-regex
-    if (BAD_OVERLAY_PATH.test(rel)) return undefined;
     // most connections arrive on an address without a via/ directory: one lookup says so
     const there = this.cached(this.overlay_dirs, sub, (lookup) =>
-      this.candidates().some((d) => track(lookup, join(d, sub)).stamp !== null),
+      !BAD_OVERLAY_PATH.test(sub) && this.candidates().some((d) => track(lookup, join(d, sub)).stamp !== null),
     );
     if (!there) return undefined;
+    const rel = `${sub}/${name}`;
+    if (BAD_OVERLAY_PATH.test(rel)) return undefined;
     const lines = this.cached(this.overlays, rel, (lookup) => {
       const file = join(this.resolve_dir(rel, lookup), rel);
       if (track(lookup, file).stamp === null) return null;

@@ -12,6 +12,13 @@ interface Field {
   line: string;
 }
 
+/** `s` ending in exactly one newline (a regex `\n*$` rescans from every position). */
+function one_newline(s: string): string {
+  let end = s.length;
+  while (end > 0 && s.charCodeAt(end - 1) === 10) end--;
+  return end === s.length ? s + '\n' : end === s.length - 1 ? s : s.slice(0, end) + '\n';
+}
+
 const keyOf = (tag: string): string => tag.replace(/:$/, '').toLowerCase();
 
 /** Mail::Header's preferred spelling of a tag, as its `tags` reports it. */
@@ -56,7 +63,7 @@ export class MailHeader {
       }
       // Mail::Header warns and skips such a field; it can only come from a caller-built array.
       if (BAD_CONTINUATION.test(line)) continue;
-      h.fields.push({ key: keyOf(tag), line: line.replace(/\n*$/, '\n') });
+      h.fields.push({ key: keyOf(tag), line: one_newline(line) });
     }
     return h;
   }
@@ -148,7 +155,7 @@ function makeField(tag: string, value: string): Field {
   let line = value.toLowerCase().startsWith(ctag.toLowerCase())
     ? value
     : `${ctag} ${value.replace(LEADING_WS, '')}`;
-  line = line.replace(/\n*$/, '\n');
+  line = one_newline(line);
   // Stricter than Mail::Header (which only refuses "\n" + non-space): every inner line break
   // must be a fold, so no value can end the header or start a new field.
   if (/\n(?![ \t])/.test(line.slice(0, -1)) || /\r(?!\n)/.test(line)) {

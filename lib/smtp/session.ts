@@ -16,7 +16,7 @@ import {
 } from '../constants.js';
 import { Address } from '../address.js';
 import type { Connection } from '../connection.js';
-import { FAULT_MESSAGE, describe_error, type HookResult } from '../hooks.js';
+import { FAULT_MESSAGE, NO_HOOK, describe_error, type HookResult } from '../hooks.js';
 import { Qpsmtpd } from '../qpsmtpd.js';
 import type { Runtime } from '../runtime.js';
 import { auth_command, auth_mechanisms } from './auth.js';
@@ -561,7 +561,7 @@ export class SmtpSession extends Qpsmtpd {
     xforward_begin(this);
     if (this.logs(LOGDEBUG)) this.log(LOGDEBUG, `full from_parameter: ${rest ?? ''}`);
     this.connection.notes('envelope_from', rest);
-    const p = await this.run_hooks('mail_parse', rest);
+    const p = this.hooks.has('mail_parse') ? await this.run_hooks('mail_parse', rest) : NO_HOOK;
     if (p.fault) return this.fault_reply(p);
     const [ok, from_raw, ...params] = parse_command('mail', rest, p.parser, (l, m) => this.log(l, m));
     if (ok !== OK) {
@@ -579,7 +579,7 @@ export class SmtpSession extends Qpsmtpd {
     const utf8 = this.check_envelope_params(param);
     if (utf8 === undefined) return;
     let from = from_raw ?? '<>';
-    const pre = await this.run_hooks('mail_pre', from, param);
+    const pre = this.hooks.has('mail_pre') ? await this.run_hooks('mail_pre', from, param) : NO_HOOK;
     if (pre.fault) return this.fault_reply(pre);
     if (pre.rc === OK && pre.msg[0] !== undefined) from = pre.msg[0];
     if (!/^<.*>$/.test(from)) {
@@ -667,7 +667,7 @@ export class SmtpSession extends Qpsmtpd {
 
   async rcpt(rest: string | undefined): Promise<void> {
     this.connection.notes('envelope_rcpt', rest);
-    const p = await this.run_hooks('rcpt_parse', rest);
+    const p = this.hooks.has('rcpt_parse') ? await this.run_hooks('rcpt_parse', rest) : NO_HOOK;
     if (p.fault) return this.fault_reply(p);
     const [ok, rcpt_raw, ...params] = parse_command('rcpt', rest, p.parser, (l, m) => this.log(l, m));
     if (ok !== OK) {
@@ -680,7 +680,7 @@ export class SmtpSession extends Qpsmtpd {
     }
     const param = params_object(params);
     let to = rcpt_raw ?? '';
-    const pre = await this.run_hooks('rcpt_pre', to, param);
+    const pre = this.hooks.has('rcpt_pre') ? await this.run_hooks('rcpt_pre', to, param) : NO_HOOK;
     if (pre.fault) return this.fault_reply(pre);
     if (pre.rc === OK && pre.msg[0] !== undefined) to = pre.msg[0];
     const utf8 = !!this.transaction.notes('smtputf8');
@@ -821,8 +821,12 @@ export class SmtpSession extends Qpsmtpd {
     this.stream.off('data', this.on_data);
     if (!this.stream.destroyed) this.stream.end();
     const s = this.stream;
-    // a client that never reads must not keep the socket forever
-    setTimeout(() => s.destroy(), 5000).unref();
+    if (!s.destroyed) {
+      // a client that never reads must not keep the socket forever; once the socket closes,
+      // the timer goes too (it would keep the stream and this session alive for 5 s)
+      const t = setTimeout(() => s.destroy(), 5000).unref();
+      s.once('close', () => clearTimeout(t));
+    }
     this.wake?.();
   }
 

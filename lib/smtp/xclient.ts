@@ -30,9 +30,11 @@ function parse_ip(text: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
  * line. Only such peers may send a PROXY header, XCLIENT or XFORWARD.
  */
 export function is_trusted_proxy(qp: Qpsmtpd, ip: string | undefined): boolean {
+  const lines = qp.config_list('trusted_proxies');
+  if (!lines.length) return false;
   const addr = ip ? parse_ip(ip) : undefined;
   if (!addr) return false;
-  for (const line of qp.config_list('trusted_proxies')) {
+  for (const line of lines) {
     for (const entry of line.split(/[\s,]+/).filter(Boolean)) {
       if (entry.includes('/')) {
         let range: [ipaddr.IPv4 | ipaddr.IPv6, number];
