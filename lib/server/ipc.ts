@@ -38,7 +38,8 @@ export type ToWorker =
 
 export type FromWorker =
   | { t: 'ready' }
-  | { t: 'done'; id: number }
+  /** Sessions that ended (sent once per event-loop turn, not once per session). */
+  | { t: 'done'; ids: number[] }
   | { t: 'load_error'; message: string }
   /** XCLIENT gave session `id` a new client address: count it there if the per-IP limit allows. */
   | { t: 'readdress'; id: number; req: number; ip: string };

@@ -43,6 +43,21 @@ function send(msg: FromWorker): void {
   if (process.connected) process.send!(msg);
 }
 
+let ended: number[] = [];
+
+/** Tells the master about ended sessions, all of one event-loop turn in one message. */
+function report_done(id: number): void {
+  if (!ended.length) {
+    setImmediate(() => {
+      const ids = ended;
+      ended = [];
+      send({ t: 'done', ids });
+      maybe_exit();
+    });
+  }
+  ended.push(id);
+}
+
 function maybe_exit(): void {
   if ((retiring || !process.connected) && active === 0) {
     void (runtime ? runtime.close() : Promise.resolve()).finally(() => process.exit(0));
@@ -51,6 +66,7 @@ function maybe_exit(): void {
 
 async function serve(msg: Extract<ToWorker, { t: 'conn' }>, socket: net.Socket): Promise<void> {
   const { id, tls: use_tls, notes } = msg;
+  let session: SmtpSession | undefined;
   active++;
   try {
     if (!runtime) throw new Error('worker not ready');
@@ -68,16 +84,16 @@ async function serve(msg: Extract<ToWorker, { t: 'conn' }>, socket: net.Socket):
       ...(msg.head ? { head: Buffer.from(msg.head, 'base64') } : {}),
       readdress: (ip: string) => readdress(id, ip),
       on_session: (s) => {
+        session = s;
         sessions.add(s);
         // a session handed over before the master saw us retire is served normally
         if (stopping) s.request_stop();
       },
     });
   } finally {
-    for (const s of sessions) if (s.closed) sessions.delete(s);
+    if (session) sessions.delete(session);
     active--;
-    send({ t: 'done', id });
-    maybe_exit();
+    report_done(id);
   }
 }
 
