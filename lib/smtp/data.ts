@@ -17,11 +17,13 @@ import { MailHeader } from '../header.js';
 import { NO_HOOK, type HookResult } from '../hooks.js';
 import { add_authentication_results, add_received_line, clean_authentication_results } from './headers.js';
 import { start_message } from './facts.js';
-import { has_text, message_or } from './reply.js';
+import { deny_table, has_text, message_or } from './reply.js';
 import type { SmtpSession } from './session.js';
 import { xforward_reset } from './xclient.js';
 
 const NL = 0x0a;
+const DATA_DENIED = deny_table([554, 'Message denied'], [451, 'Message denied temporarily']);
+const DATA_POST_DENIED = deny_table([552, 'Message denied'], [452, 'Message denied temporarily']);
 /** Headers past this size end the header section anyway, so memory stays bounded. */
 const MAX_HEADER_BYTES = 1024 * 1024;
 
@@ -29,12 +31,7 @@ const MAX_HEADER_BYTES = 1024 * 1024;
 export async function data_command(s: SmtpSession): Promise<boolean> {
   const r = s.hooks.has('data') ? await s.run_hooks('data') : NO_HOOK;
   if (r.rc === DONE) return false;
-  const denied = await s.deny_respond(r, {
-    [DENY]: [554, 'Message denied'],
-    [DENY_DISCONNECT]: [554, 'Message denied'],
-    [DENYSOFT]: [451, 'Message denied temporarily'],
-    [DENYSOFT_DISCONNECT]: [451, 'Message denied temporarily'],
-  });
+  const denied = await s.deny_respond(r, DATA_DENIED);
   if (denied) {
     if (!s.closed) await s.reset_transaction();
     return false;
@@ -165,12 +162,7 @@ async function finish_message(s: SmtpSession): Promise<void> {
   add_authentication_results(s, header);
   const r = s.hooks.has('data_post') ? await s.run_hooks('data_post') : NO_HOOK;
   if (r.rc === DONE) return;
-  const denied = await s.deny_respond(r, {
-    [DENY]: [552, 'Message denied'],
-    [DENY_DISCONNECT]: [552, 'Message denied'],
-    [DENYSOFT]: [452, 'Message denied temporarily'],
-    [DENYSOFT_DISCONNECT]: [452, 'Message denied temporarily'],
-  });
+  const denied = await s.deny_respond(r, DATA_POST_DENIED);
   if (denied) {
     if (!s.closed) await s.reset_transaction();
     return;

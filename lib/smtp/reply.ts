@@ -1,4 +1,5 @@
 // SMTP reply formatting: qpsmtpd's respond() semantics, made safe for the wire.
+import { DENY, DENYSOFT, DENYSOFT_DISCONNECT, DENY_DISCONNECT } from '../constants.js';
 
 /** RFC 5321 4.5.3.1.5: a reply line is at most 512 octets including the code and CRLF. */
 const MAX_TEXT = 512 - 6;
@@ -54,4 +55,26 @@ export function format_reply(code: number, lines: readonly string[]): string {
   let s = '';
   for (let i = 0; i < lines.length; i++) s += `${code}${i === lines.length - 1 ? ' ' : '-'}${lines[i]}\r\n`;
   return s;
+}
+
+/** How a rejection code maps to a reply: `[smtp code, default text]` per return code. */
+export type DenyTable = Partial<Record<number, readonly [number, string]>>;
+
+type Row = readonly [number, string];
+
+/**
+ * A DenyTable for DENY, DENYSOFT, DENY_DISCONNECT, DENYSOFT_DISCONNECT. Built once where it can
+ * be: an object literal with keys 901… has V8 allocate a 900-slot element store each time.
+ */
+export function deny_table(deny: Row, denysoft: Row, deny_disconnect: Row = deny, denysoft_disconnect: Row = denysoft): DenyTable {
+  const t: DenyTable = {};
+  t[DENY] = deny;
+  t[DENYSOFT] = denysoft;
+  t[DENY_DISCONNECT] = deny_disconnect;
+  t[DENYSOFT_DISCONNECT] = denysoft_disconnect;
+  return Object.freeze(t);
+}
+
+export function is_denial(rc: number): boolean {
+  return rc === DENY || rc === DENYSOFT || rc === DENY_DISCONNECT || rc === DENYSOFT_DISCONNECT;
 }

@@ -4,7 +4,6 @@ import type { Duplex } from 'node:stream';
 import {
   DECLINED,
   DENY,
-  DENYSOFT,
   DENYSOFT_DISCONNECT,
   DENY_DISCONNECT,
   DONE,
@@ -25,10 +24,13 @@ import { data_command } from './data.js';
 import { LineReader, type ReaderEvent, type ReaderMode } from './line-reader.js';
 import { load_listener_parameters, type ListenerInfo } from './listener.js';
 import { is_trusted_proxy, proxy_capabilities, xclient_command, xclient_helo, xforward_begin, xforward_command, xforward_reset } from './xclient.js';
-import { format_reply, has_text, message_or, reply_lines } from './reply.js';
+import { deny_table, format_reply, has_text, is_denial, message_or, reply_lines, type DenyTable } from './reply.js';
 
-/** How a rejection code maps to a reply: `[smtp code, default text]` per return code. */
-export type DenyTable = Partial<Record<number, readonly [number, string]>>;
+export type { DenyTable } from './reply.js';
+
+const CONNECT_DENIED = deny_table([550, 'Connection from you denied, bye bye.'], [450, 'Connection from you temporarily denied, bye bye.']);
+const HELLO_DENIED = deny_table([550, 'Access denied'], [450, 'Access temporarily denied']);
+const RCPT_DENIED = deny_table([550, 'relaying denied'], [450, 'relaying denied'], [550, 'delivery denied'], [421, 'relaying denied']);
 
 export interface SessionOptions {
   /** The stream is already TLS (SMTPS, port 465). */
@@ -320,13 +322,7 @@ export class SmtpSession extends Qpsmtpd {
     this.log(LOGNOTICE, `Connection from ${c.remote_info() ?? c.remote_host() ?? ''} [${c.remote_ip() ?? ''}]`);
     const r = await this.run_hooks('connect');
     if (r.fault) return this.fault_and_close(r);
-    const table: DenyTable = {
-      [DENY]: [550, 'Connection from you denied, bye bye.'],
-      [DENY_DISCONNECT]: [550, 'Connection from you denied, bye bye.'],
-      [DENYSOFT]: [450, 'Connection from you temporarily denied, bye bye.'],
-      [DENYSOFT_DISCONNECT]: [450, 'Connection from you temporarily denied, bye bye.'],
-    };
-    const deny = table[r.rc];
+    const deny = CONNECT_DENIED[r.rc];
     if (deny) {
       this.respond(deny[0], message_or(r.msg, deny[1]));
       return this.disconnect();
@@ -521,12 +517,7 @@ export class SmtpSession extends Qpsmtpd {
     }
     const r = await this.run_hooks(cmd, host, ...extra);
     if (r.rc === DONE) return;
-    const denied = await this.deny_respond(r, {
-      [DENY]: [550, 'Access denied'],
-      [DENY_DISCONNECT]: [550, 'Access denied'],
-      [DENYSOFT]: [450, 'Access temporarily denied'],
-      [DENYSOFT_DISCONNECT]: [450, 'Access temporarily denied'],
-    });
+    const denied = await this.deny_respond(r, HELLO_DENIED);
     if (denied) return;
     const c = this.connection;
     c.hello(greeting);
@@ -598,12 +589,7 @@ export class SmtpSession extends Qpsmtpd {
     const r = await this.run_hooks('mail', sender, param);
     if (r.rc === DONE) return;
     const f = sender.format();
-    const denied = await this.deny_respond(r, {
-      [DENY]: [550, `${f}, denied`],
-      [DENYSOFT]: [450, `${f}, temporarily denied`],
-      [DENY_DISCONNECT]: [550, `${f}, denied`],
-      [DENYSOFT_DISCONNECT]: [421, `${f}, temporarily denied`],
-    });
+    const denied = (r.fault !== undefined || is_denial(r.rc)) && (await this.deny_respond(r, deny_table([550, `${f}, denied`], [450, `${f}, temporarily denied`], [550, `${f}, denied`], [421, `${f}, temporarily denied`])));
     if (denied) {
       if (!r.fault) this.log(LOGINFO, `deny mail from ${f} (${r.msg.join(' ')})`);
       return;
@@ -695,12 +681,7 @@ export class SmtpSession extends Qpsmtpd {
     }
     const r = await this.run_hooks('rcpt', rcpt, param);
     if (r.rc === DONE) return;
-    const denied = await this.deny_respond(r, {
-      [DENY]: [550, 'relaying denied'],
-      [DENYSOFT]: [450, 'relaying denied'],
-      [DENY_DISCONNECT]: [550, 'delivery denied'],
-      [DENYSOFT_DISCONNECT]: [421, 'relaying denied'],
-    });
+    const denied = await this.deny_respond(r, RCPT_DENIED);
     if (denied) return;
     if (r.rc === OK) {
       this.respond(250, `${rcpt.format()}, recipient ok`);
