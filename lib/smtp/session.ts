@@ -274,10 +274,12 @@ export class SmtpSession extends Qpsmtpd {
       await this.start_conversation();
       while (!this.closed) {
         this.set_deadline();
-        await this.drain();
+        if ((this.stream as { writableNeedDrain?: boolean }).writableNeedDrain) await this.drain();
         if (this.stop_requested) throw new ShutdownSignal();
         this.waiting_for_command = true;
-        const ev = await this.next_event('command');
+        // a command already buffered is taken without a wait (most of a pipelined group)
+        this.reader.mode = 'command';
+        const ev = this.reader.next() ?? (await this.next_event('command'));
         this.waiting_for_command = false;
         if (!ev) break;
         await this.handle_event(ev);
@@ -846,7 +848,8 @@ export class SmtpSession extends Qpsmtpd {
 
   /** Used by the DATA phase and AUTH: one more input event or a clean end of session. */
   async next_or_close(mode: ReaderMode): Promise<ReaderEvent | null> {
-    const ev = await this.next_event(mode);
+    this.reader.mode = mode;
+    const ev = this.reader.next() ?? (await this.next_event(mode));
     if (ev === null && !this.closed) this.log(LOGDEBUG, 'client closed the connection');
     return ev;
   }
