@@ -116,6 +116,8 @@ function ip_port(ip: string | undefined, port: unknown): string | undefined {
 
 /** Strips the IPv4-mapped prefix (`::ffff:1.2.3.4` -> `1.2.3.4`) as qpsmtpd's lrpip does. */
 export function normalize_ip(ip: string): string {
+  // only an IPv6 text can carry the prefix: an IPv4 text (every connection on most servers) is kept as is
+  if (!ip.includes(':')) return ip;
   if (ipaddr.isValid(ip)) {
     const parsed = ipaddr.parse(ip);
     if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {

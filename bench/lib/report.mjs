@@ -201,6 +201,61 @@ function targets(results, sum) {
   return rows;
 }
 
+/**
+ * What keeps the unmet targets out of reach, from this run's own numbers (the CPU budget of the
+ * shared cores, the C floor), then bench/analysis.md (profiles and what was tried) verbatim.
+ */
+function blockers(results, sum) {
+  const L = ['## What stands in the way', ''];
+  const cpus = results.machine.cpus;
+  const rate = (id, k) => sum[id]?.[k]?.rate?.median ?? null;
+  const cpu_ms = (id, k) => sum[id]?.[k]?.cpu?.median ?? null; // s per 1000 = ms per message
+  const client_ms = (id, k) => {
+    const xs = (results.throughput?.[id]?.[k] ?? []).filter((m) => m.ok !== false && m.completed > 0 && typeof m.client_cpu_s === 'number');
+    return stats(xs.map((m) => (m.client_cpu_s * 1000) / m.completed))?.median ?? null;
+  };
+  const budget = (k, ref, factor, what) => {
+    const ts = rate('qpsmtpd-ts', k);
+    const r = rate(ref, k);
+    const s_ms = cpu_ms('qpsmtpd-ts', k);
+    const c_ms = client_ms('qpsmtpd-ts', k);
+    if (ts === null || r === null || s_ms === null || c_ms === null) return;
+    const need = factor * r;
+    const ceiling = (cpus * 1000) / (s_ms + c_ms);
+    const server_needed = (cpus * 1000) / need - c_ms;
+    L.push(
+      `- **${what}**: needed ${fmt(need)} messages/s (${factor}× ${fmt(r)}), got ${fmt(ts)}. Per message the qpsmtpd-ts processes spent ${fmt(s_ms)} ms of CPU and the load generator ${fmt(c_ms)} ms; ` +
+        `on ${cpus} shared cores that caps the rate near ${fmt(ceiling)}/s even with nothing else running. ` +
+        (server_needed > 0
+          ? `Reaching the target needs at most ${fmt(server_needed)} ms of server CPU per message (${fmt(s_ms / server_needed)}× less than now).`
+          : `The load generator alone would need more than the ${cpus} cores at that rate: no server can reach it on this machine.`),
+    );
+  };
+  const sink = rate('smtp-sink', 'conn-c20');
+  const q = rate('qpsmtpd', 'conn-c20');
+  if (sink !== null && q !== null) {
+    L.push(
+      `- **8× qpsmtpd prefork, one connection per message**: 8 × ${fmt(q)} = ${fmt(8 * q)} messages/s. Postfix's smtp-sink — C, no plugins, no DNS lookup, no logging — reached ${fmt(sink)} in the same rounds` +
+        (8 * q > sink ? ', so the target lies above the floor every server here is measured against.' : '.'),
+    );
+  }
+  budget('conn-c20', 'haraka', 2, '2× Haraka, one connection per message');
+  budget('reuse-c20', 'smtp-server', 1, 'smtp-server, reused connections');
+  const ss = cpu_ms('smtp-server', 'reuse-c20');
+  if (ss !== null) {
+    L.push(
+      `- smtp-server runs in one process, so it never uses more than one core: ${fmt(ss)} ms of CPU per reused-connection message caps it near ${fmt(1000 / ss)}/s; qpsmtpd-ts spreads sessions over ${cpus} workers, which is how it can pass it with more CPU per message.`,
+    );
+  }
+  L.push('');
+  const analysis = path.join(BENCH, 'analysis.md');
+  if (fs.existsSync(analysis)) {
+    L.push(fs.readFileSync(analysis, 'utf8').trimEnd().replace(/^# .*\n+/, ''));
+    L.push('');
+  }
+  return L;
+}
+
 export function markdown(results, json_rel, svg_rel, other_runs = []) {
   const sum = summarize(results);
   const L = [];
@@ -233,6 +288,7 @@ export function markdown(results, json_rel, svg_rel, other_runs = []) {
       'qpsmtpd is Debian\'s 0.94 **qpsmtpd-prefork** (the package ships both prefork and forkserver; prefork is the one measured).',
   );
   L.push('');
+  L.push(...blockers(results, sum));
   L.push(`## Messages per second`);
   L.push('');
   L.push(`Median **bold**, min–max of ${results.rounds} rounds small. bench/client.mjs, 1 KiB body, one recipient, no pipelining.`);
