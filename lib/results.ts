@@ -173,10 +173,12 @@ export class Results {
   collate(plugin: PluginRef): string | undefined {
     const r = this.store.get(name_of(plugin));
     if (!r) return undefined;
-    const hide = new Set(r.hide ?? []);
+    // asked after every add(): no Set, no entries array
+    const hide: readonly string[] = r.hide ?? [];
     const parts: string[] = [];
-    for (const [key, v] of Object.entries(r)) {
-      if (RESERVED.has(key) || key.startsWith('_') || hide.has(key)) continue;
+    for (const key of Object.keys(r)) {
+      if (RESERVED.has(key) || key.charCodeAt(0) === 95 /* _ */ || hide.includes(key)) continue;
+      const v = r[key];
       if (v === undefined || (Array.isArray(v) && v.length === 0)) continue;
       if (v !== null && typeof v === 'object' && !Array.isArray(v)) continue;
       parts.push(`${key}: ${Array.isArray(v) ? v.map(text).join(',') : text(v)}`);
@@ -184,7 +186,7 @@ export class Results {
     const order = r.order?.length ? r.order : APPEND_LISTS;
     for (const key of order) {
       const v = r[key];
-      if (!Array.isArray(v) || !v.length || hide.has(key)) continue;
+      if (!Array.isArray(v) || !v.length || hide.includes(key)) continue;
       parts.push(`${key}:${v.map(text).join(', ')}`);
     }
     return parts.join(', ');

@@ -166,9 +166,19 @@ export class SmtpSession extends Qpsmtpd {
     return (Number(v) || 1200) * 1000;
   }
 
+  // set before every command and DATA chunk: looked up at most once a second (as config files are checked)
+  private timeouts = { at: -Infinity, command: 0, data: 0 };
+
   /** Starts the client's time budget for the next command (or the next DATA chunk). */
   set_deadline(in_data = false): void {
-    this.deadline = Date.now() + this.timeout_ms(in_data);
+    const now = Date.now();
+    const t = this.timeouts;
+    if (now - t.at >= 1000) {
+      t.command = this.timeout_ms(false);
+      t.data = this.timeout_ms(true);
+      t.at = now;
+    }
+    this.deadline = now + (in_data ? t.data : t.command);
   }
 
   /** The next input event in `mode`, waiting (within the deadline) for bytes; null at EOF. */
@@ -321,7 +331,7 @@ export class SmtpSession extends Qpsmtpd {
     if (!this.prepared) await this.prepare();
     const c = this.connection;
     if (c.local_host() === undefined) c.local_host(this.config('me'));
-    this.log(LOGNOTICE, `Connection from ${c.remote_info() ?? c.remote_host() ?? ''} [${c.remote_ip() ?? ''}]`);
+    if (this.logs(LOGNOTICE)) this.log(LOGNOTICE, `Connection from ${c.remote_info() ?? c.remote_host() ?? ''} [${c.remote_ip() ?? ''}]`);
     const r = await this.run_hooks('connect');
     if (r.fault) return this.fault_and_close(r);
     const deny = CONNECT_DENIED[r.rc];
@@ -506,7 +516,8 @@ export class SmtpSession extends Qpsmtpd {
     }
     // LHLO is EHLO under another name (RFC 2033 4.1): the ehlo hooks run for it
     const cmd = greeting === 'lhlo' ? 'ehlo' : greeting;
-    const p = await this.run_hooks(`${cmd}_parse`);
+    const parse_hook = `${cmd}_parse`;
+    const p = this.hooks.has(parse_hook) ? await this.run_hooks(parse_hook) : NO_HOOK;
     if (p.fault) return this.fault_reply(p);
     const [ok, host, ...extra] = parse_command(cmd, rest, p.parser, (l, m) => this.log(l, m));
     if (ok !== OK || !host) {
