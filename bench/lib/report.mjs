@@ -221,11 +221,11 @@ function blockers(results, sum) {
     const c_ms = client_ms('qpsmtpd-ts', k);
     if (ts === null || r === null || s_ms === null || c_ms === null) return;
     const need = factor * r;
-    const ceiling = (cpus * 1000) / (s_ms + c_ms);
+    const cores = (need * (s_ms + c_ms)) / 1000;
     const server_needed = (cpus * 1000) / need - c_ms;
     L.push(
       `- **${what}**: needed ${fmt(need)} messages/s (${factor}× ${fmt(r)}), got ${fmt(ts)}. Per message the qpsmtpd-ts processes spent ${fmt(s_ms)} ms of CPU and the load generator ${fmt(c_ms)} ms; ` +
-        `on ${cpus} shared cores that caps the rate near ${fmt(ceiling)}/s even with nothing else running. ` +
+        `at ${fmt(need)}/s that would be ${fmt(cores)} CPU-seconds per second, ${cores > cpus ? `more than the ${cpus} cores have` : `within the ${cpus} cores`}. ` +
         (server_needed > 0
           ? `Reaching the target needs at most ${fmt(server_needed)} ms of server CPU per message (${fmt(s_ms / server_needed)}× less than now).`
           : `The load generator alone would need more than the ${cpus} cores at that rate: no server can reach it on this machine.`),
@@ -250,7 +250,7 @@ function blockers(results, sum) {
   L.push('');
   const analysis = path.join(BENCH, 'analysis.md');
   if (fs.existsSync(analysis)) {
-    L.push(fs.readFileSync(analysis, 'utf8').trimEnd().replace(/^# .*\n+/, ''));
+    L.push(fs.readFileSync(analysis, 'utf8').trimEnd().replace(/^# .*\n+/, '').replace(/^<!--.*-->\n+/m, ''));
     L.push('');
   }
   return L;
