@@ -22,21 +22,29 @@ export function reply_lines(lines: readonly unknown[]): string[] {
   const one = lines.length === 1 ? lines[0] : undefined;
   if (typeof one === 'string' && !one.includes('\n')) return one === '' || one === '0' ? [] : [sanitize_reply_text(one)];
   const out: string[] = [];
-  // a hook's message list may be passed as one argument: respond(550, r.msg)
-  for (const l of lines.flat()) {
-    if (l === undefined || l === null) break;
-    const parts = String(l).split('\n');
-    let stop = false;
-    for (const p of parts) {
-      if (p === '' || p === '0') {
-        stop = true;
-        break;
-      }
-      out.push(sanitize_reply_text(p));
-    }
-    if (stop) break;
+  // a hook's message list may be passed as one argument: respond(550, r.msg) (one level, as flat())
+  for (const l of lines) {
+    if (Array.isArray(l)) {
+      for (const x of l) if (!add_line(out, x)) return out;
+    } else if (!add_line(out, l)) return out;
   }
   return out;
+}
+
+/** Appends the lines of `l` to `out`; false once qpsmtpd would stop (undef, '' or '0'). */
+function add_line(out: string[], l: unknown): boolean {
+  if (l === undefined || l === null) return false;
+  const text = String(l);
+  if (!text.includes('\n')) {
+    if (text === '' || text === '0') return false;
+    out.push(sanitize_reply_text(text));
+    return true;
+  }
+  for (const p of text.split('\n')) {
+    if (p === '' || p === '0') return false;
+    out.push(sanitize_reply_text(p));
+  }
+  return true;
 }
 
 /** Whether a plugin message prints anything: Perl truth of its first line (not undef, '' or '0'). */
