@@ -88,6 +88,8 @@ describe('XCLIENT in the daemon', () => {
     await greeted(b);
     expect(await b.cmd('XCLIENT ADDR=192.0.2.5 NAME=spoof.test')).toMatchObject({ code: 421 });
     expect(await b.wait_closed()).toBe(true);
+    // the worker reports the end of b's session right after closing it: let it reach the master
+    await new Promise((r) => setTimeout(r, 300));
     const c = await connect(port);
     await greeted(c);
     expect(await c.cmd('XCLIENT ADDR=192.0.2.6')).toMatchObject({ code: 220 });

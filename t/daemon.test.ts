@@ -168,8 +168,8 @@ describe('the server', () => {
     expect((await other.reply())!.code).toBe(220);
     held[0]!.send('QUIT\r\n');
     await held[0]!.wait_closed();
-    // the worker tells the master about ended sessions once per event-loop turn (qpsmtpd frees
-    // the slot when it reaps the child): the slot is back shortly after the close, not at once
+    // the worker reports the end of the session right after closing it (qpsmtpd frees the
+    // slot when it reaps the child): give the report a moment to reach the master
     await new Promise((r) => setTimeout(r, 300));
     const again = await connect(d.port, { local: '127.0.0.2' });
     expect((await again.reply())!.code).toBe(220);

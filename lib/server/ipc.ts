@@ -38,7 +38,7 @@ export type ToWorker =
 
 export type FromWorker =
   | { t: 'ready' }
-  /** Sessions that ended (sent once per event-loop turn, not once per session). */
+  /** Sessions that ended. */
   | { t: 'done'; ids: number[] }
   | { t: 'load_error'; message: string }
   /** XCLIENT gave session `id` a new client address: count it there if the per-IP limit allows. */

@@ -43,20 +43,6 @@ function send(msg: FromWorker): void {
   if (process.connected) process.send!(msg);
 }
 
-let ended: number[] = [];
-
-/** Tells the master about ended sessions, all of one event-loop turn in one message. */
-function report_done(id: number): void {
-  if (!ended.length) {
-    setImmediate(() => {
-      const ids = ended;
-      ended = [];
-      send({ t: 'done', ids });
-      maybe_exit();
-    });
-  }
-  ended.push(id);
-}
 
 function maybe_exit(): void {
   if ((retiring || !process.connected) && active === 0) {
@@ -93,7 +79,9 @@ async function serve(msg: Extract<ToWorker, { t: 'conn' }>, socket: net.Socket):
   } finally {
     if (session) sessions.delete(session);
     active--;
-    report_done(id);
+    // at once: a client that reconnects right after the close must find its slot free
+    send({ t: 'done', ids: [id] });
+    maybe_exit();
   }
 }
 
