@@ -38,8 +38,7 @@ export type ToWorker =
 
 export type FromWorker =
   | { t: 'ready' }
-  /** Sessions that ended. */
-  | { t: 'done'; ids: number[] }
+  | { t: 'done'; id: number }
   | { t: 'load_error'; message: string }
   /** XCLIENT gave session `id` a new client address: count it there if the per-IP limit allows. */
   | { t: 'readdress'; id: number; req: number; ip: string };

@@ -152,7 +152,7 @@ export class Master {
       w.ready = true;
       this.quick_deaths = 0;
       this.flush_waiting();
-    } else if (msg.t === 'done') for (const id of msg.ids) this.release(w, id);
+    } else if (msg.t === 'done') this.release(w, msg.id);
     else if (msg.t === 'readdress') this.readdress(w, msg.id, msg.req, msg.ip);
     else if (msg.t === 'load_error') this.log(LOGCRIT, `worker ${w.child.pid} could not load: ${msg.message}`);
   }

@@ -80,7 +80,7 @@ async function serve(msg: Extract<ToWorker, { t: 'conn' }>, socket: net.Socket):
     if (session) sessions.delete(session);
     active--;
     // at once: a client that reconnects right after the close must find its slot free
-    send({ t: 'done', ids: [id] });
+    send({ t: 'done', id });
     maybe_exit();
   }
 }
