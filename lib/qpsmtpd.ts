@@ -33,6 +33,9 @@ export class Qpsmtpd implements HookSession {
   listener_params?: Record<string, string[]>;
   private views = new Map<Plugin, Plugin>();
   private in_logging = false;
+  /** The local address listener_values last saw, and its `via/<ip>` overlay directory name. */
+  private via_ip?: string;
+  private via_sub?: string;
 
   constructor(
     readonly runtime: Runtime,
@@ -144,9 +147,6 @@ export class Qpsmtpd implements HookSession {
     const v = this.listener_values(name);
     return v && [...v];
   }
-
-  private via_ip?: string;
-  private via_sub?: string;
 
   private listener_values(name: string): readonly string[] | undefined {
     const p = this.listener_params?.[name];
