@@ -423,7 +423,7 @@ export function markdown(results, json_rel, svg_rel, other_runs = []) {
         `(${fmt(p.load.msgs_per_s)} msg/s under the profiler). Self time summed over the ${p.workers.files.length} worker profile(s); share of the workers' busy time ` +
         `(${(p.workers.busy_ms / 1000).toFixed(1)} s busy, ${(p.workers.idle_ms / 1000).toFixed(1)} s idle). ` +
         'The window is cut to the measured load (start-up and warm-up left out). V8 samples where the thread is at each tick, on the CPU or not: ' +
-        '`writeUtf8String` is the write(2) of a reply inside `socket.write()`, and on 2 CPUs shared with the client it also holds the time the worker was preempted by the client it had just woken, so that row overstates CPU.',
+        '`writeUtf8String` is the write(2) of a reply inside `socket.write()`; `perf` shows that time is mostly real kernel work (TCP transmit plus the loopback delivery to the client, which Linux runs in the sender\'s context), with some time preempted by the client it had just woken (see "Profiles behind the numbers" above).',
     );
     L.push('');
     L.push('| # | self ms | share | function | where | main caller | nearest qpsmtpd-ts / package frame (share) |');
