@@ -19,5 +19,6 @@ export { perl_regex } from './perl-regex.js';
 export { is_localhost, is_valid_ip, is_ipv6, tildeexp } from './base.js';
 export { format_log_line, parse_log_level, sanitize_log_text } from './log.js';
 export { VERSION } from './paths.js';
+export { sync_dir } from './dir-sync.js';
 export * from './auth.js';
 export { DB, DBError, FileDB, type DBArgs, type DBClass, type DBClassRef, type DBValue } from './db.js';

@@ -20,7 +20,8 @@
 //
 // Durability (reliability.md 4.4): each copy is written to `tmp/<name>` and fsync'd, every copy
 // is then linked into `new/`, each `new/` directory is fsync'd, the `tmp/` names are removed,
-// and only then does the plugin return OK (`250 Queued! <Message-Id>`). Any failure (full
+// and only then does the plugin return OK (`250 Queued! <Message-Id>`). Messages in flight at
+// the same time share the fsync of `new/` (each waits for one that began after its link). Any failure (full
 // disk, I/O error, permissions, the hook's time running out) removes what was written,
 // including copies already linked into `new/`, and answers `452 queue error (<step>)`.
 import fsp, { type FileHandle } from 'node:fs/promises';
@@ -36,6 +37,7 @@ import {
   OK,
   Plugin,
   PluginArgumentError,
+  sync_dir,
   type Address,
   type Transaction,
 } from '../../lib/index.js';
@@ -296,16 +298,15 @@ export default class extends Plugin {
     c.linked = true;
   }
 
-  /** fsync of a directory, so the names created in it survive a crash. */
+  /**
+   * fsync of a directory, so the names created in it survive a crash. Messages queued at the
+   * same time share the fsync (lib/dir-sync.ts): each still waits for one begun after its link.
+   */
   async sync_dir(dir: string, what: string): Promise<void> {
-    let dh: FileHandle | undefined;
     try {
-      dh = await fsp.open(dir, 'r');
-      await dh.sync();
+      await sync_dir(dir);
     } catch (e) {
       throw new QueueError(what, dir, e);
-    } finally {
-      await dh?.close().catch(() => undefined);
     }
   }
 
