@@ -71,6 +71,8 @@ interface Copy {
 }
 
 const SAFE_CHARS = /[^-A-Za-z0-9+_.,@=]/g;
+/** Bytes gathered before a write(2) of the message file. */
+const WRITE_BATCH = 256 * 1024;
 
 export default class extends Plugin {
   _maildir = '';
@@ -79,6 +81,8 @@ export default class extends Plugin {
   _hostname = 'localhost';
   /** `meta` option: write each message's meta to `meta/<name>.json`. */
   _write_meta = false;
+  /** Maildirs found complete, and when (shared by the sessions of this plugin). */
+  _known_maildirs = new Map<string, number>();
 
   override register(...all: string[]): void {
     const name = this.plugin_name();
@@ -132,31 +136,57 @@ export default class extends Plugin {
       : [{ maildir: this._maildir }];
     if (!this._subdirs) for (const r of recipients) header.add('Delivered-To', r.address(), 0);
 
-    const copies: Copy[] = [];
-    try {
-      for (const job of jobs) {
-        await this.ensure_maildir(job.maildir, signal);
-        copies.push(await this.write_file(transaction, job.maildir, job.addr, signal));
-      }
-      if (this._write_meta) {
-        const meta = `${JSON.stringify(transaction.all_meta())}\n`;
-        for (const c of copies) await this.write_meta(c, meta, signal);
-        for (const dir of new Set(copies.map((c) => path.dirname(c.meta!)))) {
+    const attempt = async (): Promise<{ copies: Copy[]; error?: QueueError }> => {
+      const copies: Copy[] = [];
+      try {
+        for (const job of jobs) {
+          await this.ensure_maildir(job.maildir, signal);
+          copies.push(await this.write_file(transaction, job.maildir, job.addr, signal));
+        }
+        if (this._write_meta) {
+          const meta = `${JSON.stringify(transaction.all_meta())}\n`;
+          for (const c of copies) await this.write_meta(c, meta, signal);
+          for (const dir of new Set(copies.map((c) => path.dirname(c.meta!)))) {
+            check(signal, dir);
+            await this.sync_dir(dir, 'fsync meta');
+          }
+        }
+        for (const c of copies) {
+          check(signal, c.tmp);
+          await this.link_file(c);
+        }
+        for (const dir of new Set(copies.map((c) => c.new_dir))) {
           check(signal, dir);
-          await this.sync_dir(dir, 'fsync meta');
+          await this.sync_dir(dir, 'fsync new');
+        }
+        check(signal, this._maildir);
+        return { copies };
+      } catch (err) {
+        return { copies, error: err instanceof QueueError ? err : new QueueError('internal', this._maildir, err) };
+      }
+    };
+    let r = await attempt();
+    // A maildir taken as complete (ensure_maildir's memo) may have been removed or broken since:
+    // look at it again; if it can be made whole, deliver once more, else report that (mkdir).
+    const stale = r.error ? jobs.filter((j) => this._known_maildirs.delete(j.maildir)) : [];
+    if (stale.length) {
+      let remade = false;
+      let broken: QueueError | undefined;
+      for (const j of stale) {
+        try {
+          remade = (await this.ensure_maildir(j.maildir, signal)) || remade;
+        } catch (e) {
+          broken = e instanceof QueueError ? e : new QueueError('mkdir', j.maildir, e);
+          break;
         }
       }
-      for (const c of copies) {
-        check(signal, c.tmp);
-        await this.link_file(c);
-      }
-      for (const dir of new Set(copies.map((c) => c.new_dir))) {
-        check(signal, dir);
-        await this.sync_dir(dir, 'fsync new');
-      }
-      check(signal, this._maildir);
-    } catch (err) {
-      const e = err instanceof QueueError ? err : new QueueError('internal', this._maildir, err);
+      if (broken || remade) await this.roll_back(r.copies);
+      // only a maildir that had to be made again earns a second attempt; other failures stand
+      if (broken) r = { copies: [], error: broken };
+      else if (remade) r = await attempt();
+    }
+    const { copies, error: e } = r;
+    if (e) {
       this.log(LOGERROR, `queue error (${e.what}): ${e.file}: ${describe(e.cause_)}`);
       await this.roll_back(copies);
       return [DENYSOFT, `queue error (${e.what})`];
@@ -189,8 +219,14 @@ export default class extends Plugin {
   }
 
   /** `tmp/`, `new/`, `cur/` (and `meta/`) of `maildir`, created (with `_perms`) and made durable when missing. */
-  async ensure_maildir(maildir: string, signal: AbortSignal | undefined): Promise<void> {
+  /** Resolves true when it had to create a directory (false: all there, or known to be). */
+  async ensure_maildir(maildir: string, signal: AbortSignal | undefined): Promise<boolean> {
     check(signal, maildir);
+    // three mkdir calls (and stats) per message otherwise; checked again after a second, and at
+    // once after a failed delivery (hook_queue)
+    const known = this._known_maildirs;
+    const now = Date.now();
+    if (now - (known.get(maildir) ?? -Infinity) < 1000) return false;
     const dirty = new Set<string>();
     for (const sub of this.subdirs()) {
       const d = path.join(maildir, sub);
@@ -207,6 +243,9 @@ export default class extends Plugin {
       }
     }
     for (const d of dirty) await this.sync_dir(d, 'mkdir');
+    if (known.size >= 10000) known.clear(); // per-recipient maildirs: keep the memo small
+    known.set(maildir, now);
+    return dirty.size > 0;
   }
 
   /** Writes one copy to `<maildir>/tmp/<unique>`, fsync'd and closed. */
@@ -237,12 +276,23 @@ export default class extends Plugin {
       step = 'write';
       let prefix = `Return-Path: ${transaction.sender()?.format() ?? '<>'}\n`;
       if (addr) prefix += `Delivered-To: ${addr.address()}\n`;
-      await write_all(fh, Buffer.from(prefix, 'latin1'));
+      // one write per WRITE_BATCH bytes, not one per chunk: each write is a thread-pool round trip
+      const batch: Buffer[] = [Buffer.from(prefix, 'latin1')];
+      let batched = batch[0]!.length;
+      const out = fh;
+      const flush = async (): Promise<void> => {
+        if (batched) await write_all(out, batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched));
+        batch.length = 0;
+        batched = 0;
+      };
       for await (const chunk of transaction.message_stream()) {
         check(signal, copy.tmp);
-        await write_all(fh, chunk as Buffer);
+        batch.push(chunk as Buffer);
+        batched += (chunk as Buffer).length;
+        if (batched >= WRITE_BATCH) await flush();
       }
       check(signal, copy.tmp);
+      await flush();
       step = 'fsync';
       await fh.sync();
       step = 'close';

@@ -344,6 +344,38 @@ describe('queue/maildir: injected failures → 452, nothing in new/ or tmp/', ()
     return { dir, logged, ...s };
   }
 
+  it('a maildir removed while the server runs is made again; the next message is queued at once', async () => {
+    const { dir, client, done } = await failing(() => undefined);
+    expect((await send(client, '<a@b.test>', ['<x@example.test>'], ['Subject: 1', '', 'body'])).code).toBe(250);
+    rmSync(dir, { recursive: true });
+    expect((await send(client, '<a@b.test>', ['<x@example.test>'], ['Subject: 2', '', 'body'])).code).toBe(250);
+    expect(files(path.join(dir, 'new'))).toHaveLength(1);
+    expect(files(path.join(dir, 'tmp'))).toEqual([]);
+    await client.cmd('QUIT');
+    await done;
+  });
+
+  it('a message is written with one write(2), not one per chunk', async () => {
+    const proto = (await filehandle_proto()) as unknown as { write: (...a: unknown[]) => Promise<unknown> };
+    const { dir, client, done } = await failing(() => undefined);
+    // the handles of files opened in the maildir (the transaction's spool file is elsewhere)
+    const mine = new Set<unknown>();
+    const real_open = fsp.open;
+    vi.spyOn(fsp, 'open').mockImplementation((async (p: string, ...rest: unknown[]) => {
+      const fh = await (real_open as (...a: unknown[]) => Promise<fsp.FileHandle>)(p, ...rest);
+      if (String(p).startsWith(dir)) mine.add(fh);
+      return fh;
+    }) as typeof fsp.open);
+    const writes = vi.spyOn(proto, 'write');
+    const body = Array.from({ length: 200 }, (_, i) => `line ${i} ${'x'.repeat(60)}`);
+    expect((await send(client, '<a@b.test>', ['<x@example.test>'], ['Subject: many lines', '', ...body])).code).toBe(250);
+    expect(writes.mock.contexts.filter((fh) => mine.has(fh))).toHaveLength(1);
+    const [name] = files(path.join(dir, 'new'));
+    expect(readFileSync(path.join(dir, 'new', name!), 'latin1')).toContain(`${body.at(-1)}\n`);
+    await client.cmd('QUIT');
+    await done;
+  });
+
   it('F13: fsync of the message file fails (EIO) → 452 queue error (fsync); the next message is queued', async () => {
     const proto = await filehandle_proto();
     const { dir, client, done, logged } = await failing(() => {
