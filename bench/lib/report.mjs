@@ -245,7 +245,7 @@ function blockers(results, sum) {
   const ss = cpu_ms('smtp-server', 'reuse-c20');
   if (ss !== null) {
     L.push(
-      `- smtp-server runs in one process, so it never uses more than one core: ${fmt(ss)} ms of CPU per reused-connection message caps it near ${fmt(1000 / ss)}/s; qpsmtpd-ts spreads sessions over ${cpus} workers, which is how it can pass it with more CPU per message.`,
+      `- smtp-server runs in one process and uses at most one core (${fmt(ss)} ms of CPU per reused-connection message); qpsmtpd-ts spreads sessions over ${cpus} workers, so it can pass it with more CPU per message once the load generator does not need the other core.`,
     );
   }
   L.push('');
