@@ -67,8 +67,6 @@ export class HookTimeoutError extends Error {
 const NONE: readonly HookEntry[] = Object.freeze([]);
 const DENIALS = new Set([DENY, DENYSOFT, DENY_DISCONNECT, DENYSOFT_DISCONNECT]);
 export const FAULT_MESSAGE = 'Internal error - try again later';
-/** What run_hooks gives for a hook without plugins; hot paths use it to skip the await. */
-export const NO_HOOK: HookResult = Object.freeze({ rc: 0, msg: Object.freeze([]) as unknown as string[] });
 
 export class Hooks {
   private table = new Map<string, HookEntry[]>();

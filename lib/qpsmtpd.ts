@@ -66,7 +66,7 @@ export class Qpsmtpd implements HookSession {
   async reset_transaction(): Promise<Transaction> {
     const old = this._transaction;
     if (old) {
-      if (this.hooks.has('reset_transaction')) await this.run_hooks('reset_transaction');
+      await this.run_hooks('reset_transaction');
       await old.cleanup();
     }
     return (this._transaction = this.new_transaction());

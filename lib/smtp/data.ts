@@ -14,7 +14,7 @@ import {
 } from '../constants.js';
 import type { Address } from '../address.js';
 import { MailHeader } from '../header.js';
-import { NO_HOOK, type HookResult } from '../hooks.js';
+import type { HookResult } from '../hooks.js';
 import { add_authentication_results, add_received_line, clean_authentication_results } from './headers.js';
 import { start_message } from './facts.js';
 import { deny_table, has_text, message_or } from './reply.js';
@@ -29,7 +29,7 @@ const MAX_HEADER_BYTES = 1024 * 1024;
 
 /** The DATA command. Resolves true when the 354 was sent (the message phase was entered). */
 export async function data_command(s: SmtpSession): Promise<boolean> {
-  const r = s.hooks.has('data') ? await s.run_hooks('data') : NO_HOOK;
+  const r = await s.run_hooks('data');
   if (r.rc === DONE) return false;
   const denied = await s.deny_respond(r, DATA_DENIED);
   if (denied) {
@@ -76,7 +76,7 @@ async function receive(s: SmtpSession): Promise<boolean> {
     in_header = false;
     txn.header(MailHeader.parse(Buffer.concat(header_parts).toString('latin1')));
     header_parts.length = 0;
-    const r = s.hooks.has('data_headers_end') ? await s.run_hooks('data_headers_end') : NO_HOOK;
+    const r = await s.run_hooks('data_headers_end');
     if (r.rc === DENY_DISCONNECT || r.rc === DENYSOFT_DISCONNECT) {
       s.respond(r.rc === DENY_DISCONNECT ? 554 : 421, has_text(r.msg) ? r.msg[0] : r.rc === DENY_DISCONNECT ? 'Message denied' : 'Message denied temporarily');
       await s.disconnect();
@@ -154,13 +154,13 @@ async function finish_message(s: SmtpSession): Promise<void> {
   const txn = s.transaction;
   const header = txn.header() ?? txn.header(new MailHeader())!;
   // results are ignored (qpsmtpd), but a failing plugin must not let the message through
-  const post_headers = s.hooks.has('data_post_headers') ? await s.run_hooks('data_post_headers') : NO_HOOK;
+  const post_headers = await s.run_hooks('data_post_headers');
   if (post_headers.fault) return fault_and_reset(s, post_headers);
   clean_authentication_results(s, header);
   const received = await add_received_line(s, header);
   if (received.fault) return fault_and_reset(s, received);
   add_authentication_results(s, header);
-  const r = s.hooks.has('data_post') ? await s.run_hooks('data_post') : NO_HOOK;
+  const r = await s.run_hooks('data_post');
   if (r.rc === DONE) return;
   const denied = await s.deny_respond(r, DATA_POST_DENIED);
   if (denied) {
@@ -176,7 +176,7 @@ async function fault_and_reset(s: SmtpSession, r: HookResult): Promise<void> {
 }
 
 async function queue(s: SmtpSession): Promise<void> {
-  const pre = s.hooks.has('queue_pre') ? await s.run_hooks('queue_pre') : NO_HOOK;
+  const pre = await s.run_hooks('queue_pre');
   if (pre.rc === DONE) return;
   if (pre.fault || (pre.rc !== OK && pre.rc !== 0 && pre.rc !== DECLINED)) {
     // one command, one reply (qpsmtpd sent none here and then a bogus 451 fault)
@@ -199,7 +199,7 @@ async function queue(s: SmtpSession): Promise<void> {
   else if (r.rc === DENYSOFT) s.respond(452, message_or(r.msg, 'Message denied temporarily'));
   else s.respond(451, message_or(r.msg, 'Queuing declined or disabled; try again later'));
   if (r.rc === OK && !r.fault) s.junk_commands = 0;
-  const post = s.hooks.has('queue_post') ? await s.run_hooks('queue_post') : NO_HOOK;
+  const post = await s.run_hooks('queue_post');
   if (post.rc !== OK && post.rc !== 0 && post.msg.length) s.log(LOGERROR, ...post.msg);
 }
 

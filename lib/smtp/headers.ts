@@ -2,7 +2,7 @@
 // and the cleaning of Authentication-Results a client brought along.
 import { LOGDEBUG, OK } from '../constants.js';
 import type { MailHeader } from '../header.js';
-import { NO_HOOK, type HookResult } from '../hooks.js';
+import type { HookResult } from '../hooks.js';
 import { strftime } from '../strftime.js';
 import type { SmtpSession } from './session.js';
 
@@ -41,7 +41,7 @@ export async function add_received_line(s: SmtpSession, header: MailHeader): Pro
   const cipher = s.tls_cipher();
   const tls_comment = s.tls_active() && proto !== 'SMTP' ? `(${cipher} encrypted)` : '';
   const auth_comment = s._auth === OK && proto !== 'SMTP' ? `(smtp-auth username ${s.auth_user()}, mechanism ${s.auth_mechanism()})\n` : '';
-  const r = s.hooks.has('received_line') ? await s.run_hooks('received_line', proto, auth_comment, tls_comment) : NO_HOOK;
+  const r = await s.run_hooks('received_line', proto, auth_comment, tls_comment);
   let value: string;
   if (r.rc === OK && !r.fault) {
     value = r.msg.join('\n');

@@ -15,7 +15,7 @@ import {
 } from '../constants.js';
 import { Address } from '../address.js';
 import type { Connection } from '../connection.js';
-import { FAULT_MESSAGE, NO_HOOK, describe_error, type HookResult } from '../hooks.js';
+import { FAULT_MESSAGE, describe_error, type HookResult } from '../hooks.js';
 import { Qpsmtpd } from '../qpsmtpd.js';
 import type { Runtime } from '../runtime.js';
 import { auth_command, auth_mechanisms } from './auth.js';
@@ -516,8 +516,7 @@ export class SmtpSession extends Qpsmtpd {
     }
     // LHLO is EHLO under another name (RFC 2033 4.1): the ehlo hooks run for it
     const cmd = greeting === 'lhlo' ? 'ehlo' : greeting;
-    const parse_hook = `${cmd}_parse`;
-    const p = this.hooks.has(parse_hook) ? await this.run_hooks(parse_hook) : NO_HOOK;
+    const p = await this.run_hooks(`${cmd}_parse`);
     if (p.fault) return this.fault_reply(p);
     const [ok, host, ...extra] = parse_command(cmd, rest, p.parser, (l, m) => this.log(l, m));
     if (ok !== OK || !host) {
@@ -565,7 +564,7 @@ export class SmtpSession extends Qpsmtpd {
     xforward_begin(this);
     if (this.logs(LOGDEBUG)) this.log(LOGDEBUG, `full from_parameter: ${rest ?? ''}`);
     this.connection.notes('envelope_from', rest);
-    const p = this.hooks.has('mail_parse') ? await this.run_hooks('mail_parse', rest) : NO_HOOK;
+    const p = await this.run_hooks('mail_parse', rest);
     if (p.fault) return this.fault_reply(p);
     const [ok, from_raw, ...params] = parse_command('mail', rest, p.parser, (l, m) => this.log(l, m));
     if (ok !== OK) {
@@ -583,7 +582,7 @@ export class SmtpSession extends Qpsmtpd {
     const utf8 = this.check_envelope_params(param);
     if (utf8 === undefined) return;
     let from = from_raw ?? '<>';
-    const pre = this.hooks.has('mail_pre') ? await this.run_hooks('mail_pre', from, param) : NO_HOOK;
+    const pre = await this.run_hooks('mail_pre', from, param);
     if (pre.fault) return this.fault_reply(pre);
     if (pre.rc === OK && pre.msg[0] !== undefined) from = pre.msg[0];
     if (!/^<.*>$/.test(from)) {
@@ -666,7 +665,7 @@ export class SmtpSession extends Qpsmtpd {
 
   async rcpt(rest: string | undefined): Promise<void> {
     this.connection.notes('envelope_rcpt', rest);
-    const p = this.hooks.has('rcpt_parse') ? await this.run_hooks('rcpt_parse', rest) : NO_HOOK;
+    const p = await this.run_hooks('rcpt_parse', rest);
     if (p.fault) return this.fault_reply(p);
     const [ok, rcpt_raw, ...params] = parse_command('rcpt', rest, p.parser, (l, m) => this.log(l, m));
     if (ok !== OK) {
@@ -679,7 +678,7 @@ export class SmtpSession extends Qpsmtpd {
     }
     const param = params_object(params);
     let to = rcpt_raw ?? '';
-    const pre = this.hooks.has('rcpt_pre') ? await this.run_hooks('rcpt_pre', to, param) : NO_HOOK;
+    const pre = await this.run_hooks('rcpt_pre', to, param);
     if (pre.fault) return this.fault_reply(pre);
     if (pre.rc === OK && pre.msg[0] !== undefined) to = pre.msg[0];
     const utf8 = !!this.transaction.notes('smtputf8');
