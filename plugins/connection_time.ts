@@ -5,8 +5,8 @@
 //
 // The start time is taken at `pre-connection` and again, if none is set, at `connect`; at
 // `post-connection` the plugin logs `<seconds with 3 decimals> s.` at LOGINFO (adjusted by
-// `loglevel`). In qpsmtpd-ts `pre-connection` runs in the master process and the session in a
-// worker, so the time measured is the session's, from `connect` on.
+// `loglevel`). In qpsmtpd-ts `pre-connection` runs before the session exists (its view of the
+// plugin is not the session's), so the time measured is the session's, from `connect` on.
 import {
   DECLINED,
   LOGDEBUG,

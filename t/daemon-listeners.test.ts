@@ -1,5 +1,5 @@
 // The daemon (bin/qpsmtpd-ts from dist/) with listener flags: a /proxy listener whose PROXY
-// header the master reads (so the per-IP limit and pre-connection hooks judge the real client),
+// header the worker reads before admission (so the per-IP limit and pre-connection hooks judge the real client),
 // XCLIENT re-addressing counted by the master, and an LMTP listener on a wildcard address with a
 // via/<local ip>/ overlay, reached through 127.0.0.2 and 127.0.0.3. docs/listeners.md.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -37,7 +37,7 @@ async function greeted(c: TestClient): Promise<void> {
 }
 
 describe('a /proxy listener in the daemon', () => {
-  it('the master reads the header: pre-connection hooks and the worker see the real client; untrusted peers get 554', async () => {
+  it('the header is read first: pre-connection hooks and the worker see the real client; untrusted peers get 554', async () => {
     const s = await daemon({ trusted_proxies: '127.0.0.1', plugins: ['pre_note', 'accept_all'] }, ['0.0.0.0:0/proxy']);
     const port = s.ports[0]!;
     const c = await connect(port);

@@ -1,5 +1,6 @@
 // End-to-end tests of bin/qpsmtpd-ts against real sockets on loopback.
 import { chmodSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tmp_dir } from './lib/harness.js';
@@ -135,6 +136,21 @@ describe('command line', () => {
     expect((await run_cli(['status', '--pid-file', s.pidfile])).out).toMatch(new RegExp(`running \\(pid ${d2.pid}\\)`));
   });
 
+  it('a port another program listens on: exit 1, naming the address and the error', async () => {
+    const other = net.createServer();
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    try {
+      const port = (other.address() as net.AddressInfo).port;
+      const s = setup();
+      const r = await run_cli(['start', '--config', s.dir, '-l', '127.0.0.1', '-p', String(port), '--pid-file', s.pidfile, '--workers', '1']);
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(`Creating TCP socket 127.0.0.1:${port}: EADDRINUSE (address already in use)`);
+      expect(existsSync(s.pidfile)).toBe(false);
+    } finally {
+      other.close();
+    }
+  });
+
   it('takes settings from qpsmtpd-ts.ini, flags win', async () => {
     const s = setup({ 'qpsmtpd-ts.ini': 'max-from-ip = 1\nworkers = 1\n' });
     const d = await daemon(s);
@@ -201,6 +217,47 @@ describe('the server', () => {
     expect(queued(s)).toHaveLength(1);
   });
 
+  it('a client that connects while the only worker restarts waits in the queue and is served', async () => {
+    const s = setup();
+    const d = await daemon(s);
+    const [worker] = d.workers();
+    process.kill(worker!, 'SIGKILL');
+    await wait_for(() => !d.workers().includes(worker!), 5000, 'the worker to die');
+    // no process accepts now; the master keeps the socket listening, so the kernel queues us
+    const c = await connect(d.port);
+    expect(await c.reply(10000)).toMatchObject({ code: 220 });
+    expect(d.workers()).toHaveLength(1);
+    expect(d.workers()[0]).not.toBe(worker);
+  });
+
+  it('every worker accepts on the shared socket; the per-IP limit counts across them', async () => {
+    const s = setup();
+    writeFileSync(path.join(s.dir, 'plugins'), `pid_helo\naccept_all\nqueue/maildir ${s.maildir}\n`);
+    const d = await daemon(s, ['--workers', '2', '-m', '2']);
+    await wait_for(() => d.workers().length === 2, 10000, 'two workers');
+    const [a, b] = d.workers() as [number, number];
+    const served_by = async (local: string) => {
+      const c = await connect(d.port, { local });
+      const greeting = (await c.reply())!;
+      return greeting.code === 220 ? (await c.cmd('HELO x.test'))!.text : `${greeting.code} ${greeting.text}`;
+    };
+    // a stopped worker cannot accept: the other one takes every connection
+    process.kill(a, 'SIGSTOP');
+    try {
+      expect([await served_by('127.0.0.30'), await served_by('127.0.0.30')]).toEqual([`pid ${b}`, `pid ${b}`]);
+    } finally {
+      process.kill(a, 'SIGCONT');
+    }
+    process.kill(b, 'SIGSTOP');
+    try {
+      // worker a refuses the third: the master counted b's two sessions
+      expect(await served_by('127.0.0.30')).toBe('451 too many connections from 127.0.0.30, try again later');
+      expect(await served_by('127.0.0.31')).toBe(`pid ${a}`);
+    } finally {
+      process.kill(b, 'SIGCONT');
+    }
+  });
+
   it('HUP with a session open: it finishes on the old config, new sessions see the new one', async () => {
     const s = setup({ smtpgreeting: 'old.test ESMTP' });
     const d = await daemon(s);
@@ -253,7 +310,7 @@ describe('the server', () => {
   });
 });
 
-describe('pre-connection in the master', () => {
+describe('pre-connection in the worker', () => {
   it('connection notes set by pre-connection hooks reach the session in the worker', async () => {
     const s = setup();
     writeFileSync(path.join(s.dir, 'plugins'), `pre_note\naccept_all\nqueue/maildir ${s.maildir}\n`);

@@ -1,12 +1,17 @@
-// Messages between the master and its workers (child_process IPC; sockets travel as handles).
+// Messages between the master and its workers (child_process IPC). The listening sockets travel
+// once, as handles, when a worker is ready; the workers accept on them and ask the master, with
+// a small message per connection, whether the limits admit it.
+import type { ListenSpec } from './options.js';
 
 export interface WorkerConfig {
   config_dir?: string;
   no_rdns: boolean;
   debug: boolean;
+  /** `-m N`, for pre-connection hooks (`max_conn_ip`). */
+  max_from_ip: number;
 }
 
-/** A PROXY header the master read: the real client, and the proxy that sent it. */
+/** A PROXY header read from `peer_ip`: the real client, and the proxy that sent it. */
 export interface Proxied {
   version: 1 | 2;
   peer_ip: string;
@@ -17,20 +22,13 @@ export interface Proxied {
 }
 
 export type ToWorker =
+  /** Accept on this listener (the handle comes with the message); `index` is its place in `--listen`. */
+  | { t: 'listen'; index: number; spec: ListenSpec }
   /**
-   * notes: connection notes set by pre-connection hooks in the master (JSON values);
-   * listener: the listener's address and flags; proxied: the PROXY header the master read
-   * (listeners marked /proxy); head: base64 of bytes read past that header.
+   * The answer to `open`: a refusal line for the client, or admitted; `addrs` (when asked for)
+   * are the clients of every session in the pool, for pre-connection hooks (`child_addrs`).
    */
-  | {
-      t: 'conn';
-      id: number;
-      tls: boolean;
-      notes?: Record<string, unknown>;
-      listener?: { host: string; port: number; tls?: boolean; proxy?: boolean; lmtp?: boolean };
-      proxied?: Proxied;
-      head?: string;
-    }
+  | { t: 'admit'; req: number; refusal?: string; addrs?: string[] }
   /** The answer to a `readdress` request. */
   | { t: 'readdress_ok'; req: number; ok: boolean }
   | { t: 'retire' }
@@ -38,6 +36,11 @@ export type ToWorker =
 
 export type FromWorker =
   | { t: 'ready' }
+  | { t: 'listening'; index: number; host: string; port: number }
+  | { t: 'listen_error'; index: number; message: string }
+  /** A connection from `ip` was accepted: may session `req` start (total and per-IP limits)? */
+  | { t: 'open'; req: number; ip: string; addrs?: boolean }
+  /** Session `id` (the `req` of its `open`) ended. */
   | { t: 'done'; id: number }
   | { t: 'load_error'; message: string }
   /** XCLIENT gave session `id` a new client address: count it there if the per-IP limit allows. */

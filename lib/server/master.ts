@@ -1,29 +1,20 @@
-// The master: owns the listeners, enforces the connection limits, runs pre-connection hooks,
-// and hands each accepted socket to the least busy worker process. HUP rolls the workers to
-// a new generation; TERM/INT drain them; a dead worker is replaced with backoff.
+// The master: binds the listeners, enforces the connection limits and keeps the worker pool.
+// The workers accept on the listening sockets themselves (as qpsmtpd-prefork's children do) and
+// ask the master to admit each connection, so no socket crosses a process boundary. HUP rolls the
+// workers to a new generation; TERM/INT drain them; a dead worker is replaced with backoff.
 import { fork, type ChildProcess } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import {
-  DENY,
-  DENYSOFT,
-  DENYSOFT_DISCONNECT,
-  DENY_DISCONNECT,
-  LOGCRIT,
-  LOGERROR,
-  LOGINFO,
-  LOGNOTICE,
-  LOGWARN,
-} from '../constants.js';
-import { normalize_ip } from '../connection.js';
+import { getSystemErrorMap } from 'node:util';
+import { LOGCRIT, LOGERROR, LOGINFO, LOGNOTICE, LOGWARN } from '../constants.js';
 import { describe_error } from '../hooks.js';
-import { Qpsmtpd } from '../qpsmtpd.js';
 import { Runtime } from '../runtime.js';
-import { WORKER_ENV, type FromWorker, type Proxied, type ToWorker, type WorkerConfig } from './ipc.js';
+import { WORKER_ENV, type FromWorker, type ToWorker, type WorkerConfig } from './ipc.js';
 import type { DaemonOptions, ListenSpec } from './options.js';
 import { claim_pid_file, remove_pid_file } from './pidfile.js';
-import { accept_proxy } from './serve.js';
 
 const WORKER_FILE = fileURLToPath(new URL('./worker.js', import.meta.url));
 
@@ -38,45 +29,60 @@ interface Worker {
   sessions: Map<number, string>;
 }
 
-interface Pending {
-  id: number;
-  ip: string;
-  socket: net.Socket;
-  spec: ListenSpec;
-  notes?: Record<string, unknown>;
-  /** The PROXY header of a /proxy listener, read here so limits and hooks see the real client. */
-  proxied?: Proxied;
-  head?: Buffer;
+/** A bound socket that the workers listen and accept on; the master never accepts on it. */
+interface ListenHandle {
+  close(): void;
+  getsockname(out: { address?: string; port?: number }): number;
 }
 
-/** Connection notes that survive the trip to the worker (JSON values only). */
-function json_notes(notes: Record<string, unknown>): Record<string, unknown> | undefined {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(notes)) {
-    try {
-      if (v !== undefined && JSON.stringify(v) !== undefined) out[k] = JSON.parse(JSON.stringify(v));
-    } catch {
-      /* not serialisable: stays in the master */
-    }
+interface Bound {
+  handle: ListenHandle;
+  host: string;
+  port: number;
+}
+
+type CreateServerHandle = (address: string, port: number, family: number) => ListenHandle | number;
+
+/**
+ * Binds `spec` without listening: Node's cluster module makes its shared handles the same way
+ * (`net._createServerHandle`). Once a worker listens, the socket stays in the listening state
+ * while the master holds it, so connections wait in the kernel's queue while workers restart.
+ */
+async function bind_handle(spec: ListenSpec): Promise<Bound> {
+  const where = `Creating TCP socket ${spec.host}:${spec.port}`;
+  const create = (net as unknown as { _createServerHandle?: CreateServerHandle })._createServerHandle;
+  if (typeof create !== 'function') throw new Error(`${where}: this Node.js has no net._createServerHandle (Node 20 or 22 has it)`);
+  let host = spec.host;
+  let family = net.isIP(host);
+  if (!family) ({ address: host, family } = await lookup(host).catch((err: Error) => Promise.reject(new Error(`${where}: ${err.message}`))));
+  const handle = create(host, spec.port, family);
+  // libuv holds back EADDRINUSE from bind until listen, which only the workers call: an
+  // unbound socket (port 0 after bind) is that error
+  const out: { address?: string; port?: number } = {};
+  const err = typeof handle === 'number' ? handle : handle.getsockname(out) || (out.port ? 0 : -os.constants.errno.EADDRINUSE);
+  if (err) {
+    if (typeof handle !== 'number') handle.close();
+    const [code, text] = getSystemErrorMap().get(err) ?? [`error ${err}`, 'unknown error'];
+    throw new Error(`${where}: ${code} (${text})`);
   }
-  return Object.keys(out).length ? out : undefined;
+  return { handle: handle as ListenHandle, host: out.address!, port: out.port! };
 }
 
 export class Master {
   runtime!: Runtime;
-  private servers: net.Server[] = [];
+  private bound: Bound[] = [];
+  /** Which listeners a worker accepts on yet (start() waits for all). */
+  private accepting: boolean[] = [];
   private workers = new Set<Worker>();
   private per_ip = new Map<string, number>();
   private total = 0;
-  private next_id = 1;
   private generation = 0;
   private stopping = false;
   private quick_deaths = 0;
   private respawn_timer?: NodeJS.Timeout;
-  private waiting: Pending[] = [];
   private exit_resolve?: () => void;
-  private mark_ready!: () => void;
-  private readonly ready = new Promise<void>((r) => (this.mark_ready = r));
+  /** Settled once every listener accepts (a worker listens on each), or no worker could. */
+  private listening?: { resolve: () => void; reject: (err: Error) => void };
   readonly exited = new Promise<void>((r) => (this.exit_resolve = r));
 
   constructor(readonly opts: DaemonOptions) {}
@@ -94,22 +100,25 @@ export class Master {
 
   /**
    * Binds, drops privileges, loads plugins (as the final user, as qpsmtpd does), starts the
-   * workers. Throws on any failure, with nothing left listening.
+   * workers and returns once they accept. Throws on any failure, with nothing left listening.
    */
   async start(): Promise<void> {
     if (this.opts.pid_file) claim_pid_file(this.opts.pid_file);
     try {
-      for (const spec of this.opts.listen) this.servers.push(await this.bind(spec));
+      for (const spec of this.opts.listen) this.bound.push(await bind_handle(spec));
       if (this.opts.user) drop_privileges(this.opts.user);
       this.runtime = await this.load_runtime();
+      const accepting = new Promise<void>((resolve, reject) => (this.listening = { resolve, reject }));
+      for (let i = 0; i < this.opts.workers; i++) this.spawn();
+      await accepting;
     } catch (err) {
-      for (const s of this.servers) s.close();
+      this.stopping = true;
+      for (const w of this.workers) w.child.kill('SIGKILL');
+      for (const b of this.bound) b.handle.close();
       if (this.opts.pid_file) remove_pid_file(this.opts.pid_file);
       throw err;
     }
     for (const a of this.addresses()) this.log(LOGINFO, `Listening on ${a.host}:${a.port}`);
-    this.mark_ready();
-    for (let i = 0; i < this.opts.workers; i++) this.spawn();
     process.on('SIGHUP', () => void this.reload());
     process.on('SIGTERM', () => void this.shutdown('TERM'));
     process.on('SIGINT', () => void this.shutdown('INT'));
@@ -117,28 +126,26 @@ export class Master {
 
   /** Addresses actually bound (port 0 resolves to the kernel's choice). */
   addresses(): Array<{ host: string; port: number }> {
-    return this.servers.map((s) => {
-      const a = s.address() as net.AddressInfo;
-      return { host: a.address, port: a.port };
-    });
+    return this.bound.map(({ host, port }) => ({ host, port }));
   }
 
-  private bind(spec: ListenSpec): Promise<net.Server> {
-    // sockets accepted before the plugins are loaded wait for them (still paused)
-    const server = net.createServer({ pauseOnConnect: true }, (socket) => void this.ready.then(() => this.accept(socket, spec)));
-    return new Promise((resolve, reject) => {
-      server.once('error', (err) => reject(new Error(`Creating TCP socket ${spec.host}:${spec.port}: ${err.message}`)));
-      server.listen({ host: spec.host, port: spec.port, backlog: 511 }, () => {
-        server.on('error', (err) => this.log(LOGERROR, `listener ${spec.host}:${spec.port}: ${err.message}`));
-        resolve(server);
-      });
-    });
+  /** Start-up failed in the workers: no worker could load or listen. */
+  private fail_start(why: string): void {
+    const l = this.listening;
+    if (!l) return;
+    this.listening = undefined;
+    l.reject(new Error(why));
   }
 
   // -- workers -------------------------------------------------------------------------------------
 
   private spawn(): void {
-    const config: WorkerConfig = { no_rdns: this.opts.no_rdns, debug: this.opts.debug, ...(this.opts.config_dir ? { config_dir: this.opts.config_dir } : {}) };
+    const config: WorkerConfig = {
+      no_rdns: this.opts.no_rdns,
+      debug: this.opts.debug,
+      max_from_ip: this.opts.max_from_ip,
+      ...(this.opts.config_dir ? { config_dir: this.opts.config_dir } : {}),
+    };
     const child = fork(WORKER_FILE, [], { env: { ...process.env, [WORKER_ENV]: JSON.stringify(config) }, stdio: 'inherit' });
     const w: Worker = { child, generation: this.generation, ready: false, retiring: false, served: 0, started: Date.now(), sessions: new Map() };
     this.workers.add(w);
@@ -147,14 +154,75 @@ export class Master {
     child.on('error', (err) => this.log(LOGERROR, `worker ${child.pid}: ${err.message}`));
   }
 
+  private send(w: Worker, msg: ToWorker, handle?: ListenHandle): void {
+    if (w.child.connected) w.child.send(msg, handle as net.Server | undefined);
+  }
+
   private on_worker_message(w: Worker, msg: FromWorker): void {
-    if (msg.t === 'ready') {
+    if (msg.t === 'open') this.admit(w, msg.req, msg.ip, !!msg.addrs);
+    else if (msg.t === 'done') this.release(w, msg.id);
+    else if (msg.t === 'ready') {
       w.ready = true;
       this.quick_deaths = 0;
-      this.flush_waiting();
-    } else if (msg.t === 'done') this.release(w, msg.id);
+      this.bound.forEach((b, index) => this.send(w, { t: 'listen', index, spec: this.opts.listen[index]! }, b.handle));
+    } else if (msg.t === 'listening') this.on_listening(w, msg.index, msg.host, msg.port);
+    else if (msg.t === 'listen_error') this.listen_failed(w, msg.index, msg.message);
     else if (msg.t === 'readdress') this.readdress(w, msg.id, msg.req, msg.ip);
-    else if (msg.t === 'load_error') this.log(LOGCRIT, `worker ${w.child.pid} could not load: ${msg.message}`);
+    else if (msg.t === 'load_error') {
+      this.log(LOGCRIT, `worker ${w.child.pid} could not load: ${msg.message}`);
+      this.fail_start(`a worker could not load: ${msg.message}`);
+    }
+  }
+
+  private on_listening(w: Worker, index: number, host: string, port: number): void {
+    const b = this.bound[index];
+    if (!b || b.port !== port) return this.listen_failed(w, index, `it listens on ${host}:${port} instead`);
+    this.accepting[index] = true;
+    if (this.listening && this.bound.every((_, i) => this.accepting[i])) {
+      this.listening.resolve();
+      this.listening = undefined;
+    }
+  }
+
+  private listen_failed(w: Worker, index: number, why: string): void {
+    const b = this.bound[index];
+    const where = `${this.opts.listen[index]?.host}:${b?.port}`;
+    this.log(LOGCRIT, `worker ${w.child.pid} cannot accept on ${where}: ${why}`);
+    this.fail_start(`accepting on ${where}: ${why}`);
+    this.retire(w, 'cannot accept');
+  }
+
+  /** A worker accepted a connection from `ip`: count it, or give the line that refuses it. */
+  private admit(w: Worker, req: number, ip: string, want_addrs: boolean): void {
+    const refusal = this.over_limit(ip);
+    if (refusal) return this.send(w, { t: 'admit', req, refusal });
+    w.sessions.set(req, ip);
+    this.count(ip, +1);
+    w.served++;
+    const addrs = want_addrs ? [...this.workers].flatMap((x) => [...x.sessions.values()]) : undefined;
+    this.send(w, { t: 'admit', req, ...(addrs ? { addrs } : {}) });
+    if (this.opts.worker_sessions && w.served >= this.opts.worker_sessions) this.retire(w, 'served its sessions');
+  }
+
+  private over_limit(ip: string): string | undefined {
+    if (this.stopping) return '421 4.3.2 Service shutting down';
+    if (this.total >= this.opts.limit_connections) {
+      this.log(LOGWARN, `Too many connections: ${this.total} >= ${this.opts.limit_connections}`);
+      return '421 4.7.0 Too many connections, try again later';
+    }
+    const from_ip = this.per_ip.get(ip) ?? 0;
+    if (this.opts.max_from_ip && from_ip >= this.opts.max_from_ip) {
+      this.log(LOGINFO, `too many connections from ${ip} (${from_ip + 1} > ${this.opts.max_from_ip})`);
+      return `451 too many connections from ${ip}, try again later`;
+    }
+    return undefined;
+  }
+
+  private count(ip: string, delta: number): void {
+    this.total += delta;
+    const n = (this.per_ip.get(ip) ?? 0) + delta;
+    if (n > 0) this.per_ip.set(ip, n);
+    else this.per_ip.delete(ip);
   }
 
   private release(w: Worker, id: number): void {
@@ -179,8 +247,7 @@ export class Master {
         w.sessions.set(id, ip);
       }
     }
-    const answer: ToWorker = { t: 'readdress_ok', req, ok };
-    if (w.child.connected) w.child.send(answer);
+    this.send(w, { t: 'readdress_ok', req, ok });
   }
 
   private on_worker_exit(w: Worker, code: number | null, signal: NodeJS.Signals | null): void {
@@ -194,6 +261,7 @@ export class Master {
     if (!w.retiring) {
       this.log(LOGERROR, `worker ${w.child.pid} died (${signal ?? `exit ${code}`}); starting another`);
       if (Date.now() - w.started < 10000) this.quick_deaths++;
+      if (!w.ready) this.fail_start(`a worker exited while starting (${signal ?? `exit ${code}`})`);
     }
     this.schedule_respawn();
   }
@@ -209,137 +277,12 @@ export class Master {
     }, delay);
   }
 
-  private pick(): Worker | undefined {
-    let best: Worker | undefined;
-    for (const w of this.workers) {
-      if (!w.ready || w.retiring || w.generation !== this.generation || !w.child.connected) continue;
-      if (!best || w.sessions.size < best.sessions.size) best = w;
-    }
-    return best;
-  }
-
-  // -- connections ---------------------------------------------------------------------------------
-
-  private quick_reply(socket: net.Socket, text: string): void {
-    socket.on('error', () => {});
-    socket.end(`${text}\r\n`);
-    setTimeout(() => socket.destroy(), 2000).unref();
-  }
-
-  private async accept(socket: net.Socket, spec: ListenSpec): Promise<void> {
-    socket.on('error', () => {});
-    let ip = normalize_ip(socket.remoteAddress ?? '');
-    if (this.stopping) return this.quick_reply(socket, '421 4.3.2 Service shutting down');
-    if (this.total >= this.opts.limit_connections) {
-      this.log(LOGWARN, `Too many connections: ${this.total} >= ${this.opts.limit_connections}`);
-      return this.quick_reply(socket, '421 4.7.0 Too many connections, try again later');
-    }
-    // A /proxy listener: the header is read here, before the limits and pre-connection hooks,
-    // so they judge the real client; the worker gets the parsed header with the socket.
-    let proxied: Proxied | undefined;
-    let head: Buffer | undefined;
-    if (spec.proxy) {
-      const r = await accept_proxy(this.runtime, socket);
-      if ('refusal' in r) return this.quick_reply(socket, r.refusal);
-      proxied = r.header;
-      head = r.rest;
-      if (proxied.src_ip) ip = proxied.src_ip;
-      if (this.stopping) return this.quick_reply(socket, '421 4.3.2 Service shutting down');
-    }
-    const from_ip = this.per_ip.get(ip) ?? 0;
-    if (this.opts.max_from_ip && from_ip >= this.opts.max_from_ip) {
-      this.log(LOGINFO, `too many connections from ${ip} (${from_ip + 1} > ${this.opts.max_from_ip})`);
-      return this.quick_reply(socket, `451 too many connections from ${ip}, try again later`);
-    }
-    // counted from here on, so concurrent accepts see it while hooks run
-    const conn: Pending = { id: this.next_id++, ip, socket, spec, ...(proxied ? { proxied } : {}), ...(head?.length ? { head } : {}) };
-    this.count(ip, +1);
-    let refusal: string | undefined;
-    try {
-      refusal = await this.pre_connection(socket, ip, conn);
-    } catch (err) {
-      this.log(LOGERROR, `pre-connection: ${describe_error(err)}`);
-      refusal = '451 4.3.0 Internal error - try again later';
-    }
-    if (refusal) {
-      this.count(ip, -1);
-      return this.quick_reply(socket, refusal);
-    }
-    this.dispatch(conn);
-  }
-
-  private count(ip: string, delta: number): void {
-    this.total += delta;
-    const n = (this.per_ip.get(ip) ?? 0) + delta;
-    if (n > 0) this.per_ip.set(ip, n);
-    else this.per_ip.delete(ip);
-  }
-
-  /** pre-connection hooks in the master, as qpsmtpd-forkserver runs them. */
-  private async pre_connection(socket: net.Socket, ip: string, conn: Pending): Promise<string | undefined> {
-    if (!this.runtime.hooks.has('pre-connection')) return undefined;
-    const qp = new Qpsmtpd(this.runtime);
-    const child_addrs: string[] = [];
-    for (const w of this.workers) child_addrs.push(...w.sessions.values());
-    const px = conn.proxied?.src_ip ? conn.proxied : undefined;
-    const r = await qp.run_hooks('pre-connection', {
-      remote_ip: ip,
-      remote_port: px ? px.src_port : socket.remotePort,
-      local_ip: px?.dst_ip ?? normalize_ip(socket.localAddress ?? ''),
-      local_port: px ? px.dst_port : socket.localPort,
-      max_conn_ip: this.opts.max_from_ip,
-      child_addrs,
-    });
-    conn.notes = json_notes(qp.connection.all_notes());
-    if (r.fault) return '451 4.3.0 Internal error - try again later';
-    if (r.rc === DENYSOFT || r.rc === DENYSOFT_DISCONNECT) return `451 ${r.msg[0] || 'Sorry, try again later'}`;
-    if (r.rc === DENY || r.rc === DENY_DISCONNECT) return `550 ${r.msg[0] || 'Sorry, service not available for you'}`;
-    return undefined;
-  }
-
-  private dispatch(conn: Pending): void {
-    const { id, ip, socket, spec } = conn;
-    if (socket.destroyed) return this.count(ip, -1);
-    const w = this.pick();
-    if (!w) {
-      // every worker is starting or restarting: hold the socket (the kernel would, too)
-      this.waiting.push(conn);
-      return;
-    }
-    w.sessions.set(id, ip);
-    w.served++;
-    const listener = { host: spec.host, port: spec.port, ...(spec.tls ? { tls: true } : {}), ...(spec.proxy ? { proxy: true } : {}), ...(spec.lmtp ? { lmtp: true } : {}) };
-    const msg: ToWorker = {
-      t: 'conn',
-      id,
-      tls: !!spec.tls,
-      listener,
-      ...(conn.notes ? { notes: conn.notes } : {}),
-      ...(conn.proxied ? { proxied: conn.proxied } : {}),
-      ...(conn.head ? { head: conn.head.toString('base64') } : {}),
-    };
-    w.child.send(msg, socket, { keepOpen: false }, (err) => {
-      if (err) {
-        this.log(LOGERROR, `handing a connection to worker ${w.child.pid}: ${err.message}`);
-        this.release(w, id);
-        socket.destroy();
-      }
-    });
-    if (this.opts.worker_sessions && w.served >= this.opts.worker_sessions) this.retire(w, 'served its sessions');
-  }
-
-  private flush_waiting(): void {
-    const queued = this.waiting;
-    this.waiting = [];
-    for (const conn of queued) this.dispatch(conn);
-  }
-
+  /** Stops `w` accepting; it exits once its sessions end. A replacement starts at once. */
   private retire(w: Worker, why: string): void {
     if (w.retiring) return;
     w.retiring = true;
     this.log(LOGINFO, `retiring worker ${w.child.pid}: ${why}`);
-    const msg: ToWorker = { t: 'retire' };
-    if (w.child.connected) w.child.send(msg);
+    this.send(w, { t: 'retire' });
     this.schedule_respawn();
   }
 
@@ -368,16 +311,11 @@ export class Master {
     if (this.stopping) return;
     this.stopping = true;
     this.log(LOGNOTICE, `shutting down (${why})`);
-    for (const s of this.servers) s.close();
-    for (const { socket, ip } of this.waiting) {
-      this.count(ip, -1);
-      this.quick_reply(socket, '421 4.3.2 Service shutting down');
-    }
-    this.waiting = [];
+    // the workers close theirs on the message; connections still queued are then refused
+    for (const b of this.bound) b.handle.close();
     clearTimeout(this.respawn_timer);
     const grace_ms = this.opts.shutdown_timeout * 1000;
-    const msg: ToWorker = { t: 'shutdown', grace_ms };
-    for (const w of this.workers) if (w.child.connected) w.child.send(msg);
+    for (const w of this.workers) this.send(w, { t: 'shutdown', grace_ms });
     setTimeout(() => {
       for (const w of this.workers) w.child.kill('SIGKILL');
       this.finish_exit();

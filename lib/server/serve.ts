@@ -22,7 +22,7 @@ export interface ServeOptions {
   /** Implicit TLS (SMTPS): the socket is wrapped before the greeting. */
   tls_context?: tls.SecureContext;
   tls_handshake_timeout_ms?: number;
-  /** Connection notes set before the session (by pre-connection hooks in the master). */
+  /** Connection notes set before the session (by pre-connection hooks). */
   notes?: Record<string, unknown>;
   /** Told about each session as it starts (the worker keeps them for shutdown). */
   on_session?: (session: SmtpSession) => void;
@@ -31,7 +31,7 @@ export interface ServeOptions {
   /** The listener's address and flags (`/tls`, `/proxy`, `/lmtp`): docs/listeners.md. */
   listener?: ListenerInfo;
   /**
-   * A PROXY header already read (by the daemon's master) from `peer_ip`, a trusted proxy. On a
+   * A PROXY header already read (by the daemon's worker, before admission) from `peer_ip`, a trusted proxy. On a
    * `/proxy` listener without it, the header is read here.
    */
   proxied?: ProxyHeader & { peer_ip: string };
@@ -127,7 +127,7 @@ export async function serve_socket(runtime: Runtime, socket: net.Socket, opts: S
   socket.on('error', () => {});
   try {
     if (opts.listener?.proxy && !opts.proxied) {
-      // in-process listener: read the PROXY header here (the daemon's master reads it itself)
+      // in-process listener: read the PROXY header here (the daemon's worker reads it before admission)
       const r = await accept_proxy(runtime, socket, opts.proxy_timeout_ms);
       if ('refusal' in r) return refuse_socket(socket, r.refusal);
       opts = { ...opts, proxied: r.header, head: r.rest };

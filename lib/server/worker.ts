@@ -1,48 +1,58 @@
-// A pool worker: loads config and plugins once, then serves the sockets the master hands it,
-// many sessions at a time. It exits when told to retire (after its sessions) or to shut down.
-import type net from 'node:net';
+// A pool worker: loads config and plugins once, then accepts on the listening sockets the master
+// shares with it (as qpsmtpd-prefork's children do), many sessions at a time. The master only
+// counts: each accepted connection is admitted (total and per-IP limits) by one small message.
+// A worker exits when told to retire (after its sessions) or to shut down.
+import net from 'node:net';
 import { LOGCRIT, LOGDEBUG, LOGERROR } from '../constants.js';
+import { normalize_ip } from '../connection.js';
 import { describe_error } from '../hooks.js';
 import { Runtime } from '../runtime.js';
 import type { SmtpSession } from '../smtp/session.js';
-import { WORKER_ENV, type FromWorker, type ToWorker, type WorkerConfig } from './ipc.js';
-import { serve_socket } from './serve.js';
+import { WORKER_ENV, type FromWorker, type Proxied, type ToWorker, type WorkerConfig } from './ipc.js';
+import type { ListenSpec } from './options.js';
+import { run_pre_connection } from './pre-connection.js';
+import { accept_proxy, refuse_socket, serve_socket } from './serve.js';
 import { tls_base_for, type TlsBase } from './tls-context.js';
 
 const cfg = JSON.parse(process.env[WORKER_ENV] ?? '{}') as WorkerConfig;
 const sessions = new Set<SmtpSession>();
+const listeners: net.Server[] = [];
 let active = 0;
 let retiring = false;
-/** Set by shutdown only: retiring finishes every session handed over, stopping does not. */
+/** Set by shutdown only: retiring finishes every session admitted, stopping does not. */
 let stopping = false;
 let runtime: Runtime | undefined;
 let tls_base: TlsBase | undefined;
-/** Pending XCLIENT re-addressing questions to the master. */
-const readdress_waiting = new Map<number, (ok: boolean) => void>();
-let next_req = 1;
+const SHUTTING_DOWN = '421 4.3.2 Service shutting down';
 
-/** Asks the master whether session `id` may take `ip` as its client (per-IP limit); 2 s, then yes. */
-function readdress(id: number, ip: string): Promise<boolean> {
-  if (!process.connected) return Promise.resolve(true);
-  const req = next_req++;
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      readdress_waiting.delete(req);
-      resolve(true);
-    }, 2000);
-    readdress_waiting.set(req, (ok) => {
-      clearTimeout(timer);
-      readdress_waiting.delete(req);
-      resolve(ok);
-    });
-    send({ t: 'readdress', id, req, ip });
-  });
-}
+/** Questions to the master, by request number; `lost` answers them if the master goes away. */
+const asked = new Map<number, (answer: ToWorker | undefined) => void>();
+let next_req = 1;
 
 function send(msg: FromWorker): void {
   if (process.connected) process.send!(msg);
 }
 
+function ask(msg: (req: number) => FromWorker, timeout_ms?: number): Promise<ToWorker | undefined> {
+  if (!process.connected) return Promise.resolve(undefined);
+  const req = next_req++;
+  return new Promise((resolve) => {
+    const timer = timeout_ms ? setTimeout(() => answer(undefined), timeout_ms) : undefined;
+    const answer = (a: ToWorker | undefined) => {
+      clearTimeout(timer);
+      asked.delete(req);
+      resolve(a);
+    };
+    asked.set(req, answer);
+    send(msg(req));
+  });
+}
+
+/** Asks the master whether session `id` may take `ip` as its client (per-IP limit); 2 s, then yes. */
+async function readdress(id: number, ip: string): Promise<boolean> {
+  const a = await ask((req) => ({ t: 'readdress', id, req, ip }), 2000);
+  return a?.t === 'readdress_ok' ? a.ok : true;
+}
 
 function maybe_exit(): void {
   if ((retiring || !process.connected) && active === 0) {
@@ -50,43 +60,101 @@ function maybe_exit(): void {
   }
 }
 
-async function serve(msg: Extract<ToWorker, { t: 'conn' }>, socket: net.Socket): Promise<void> {
-  const { id, tls: use_tls, notes } = msg;
-  let session: SmtpSession | undefined;
+function stop_listening(): void {
+  for (const s of listeners.splice(0)) s.close();
+}
+
+function listen_on(index: number, spec: ListenSpec, handle: unknown): void {
+  if (retiring) return;
+  const server = net.createServer({ pauseOnConnect: true }, (socket) => void accept(socket, spec));
+  server.on('error', (err) => send({ t: 'listen_error', index, message: err.message }));
+  server.listen(handle, () => {
+    const a = server.address() as net.AddressInfo;
+    send({ t: 'listening', index, host: a.address, port: a.port });
+  });
+  listeners.push(server);
+}
+
+/** One accepted connection: PROXY header, admission by the master, pre-connection hooks, the session. */
+async function accept(socket: net.Socket, spec: ListenSpec): Promise<void> {
+  socket.on('error', () => {});
+  const rt = runtime;
+  if (!rt || stopping) return refuse_socket(socket, SHUTTING_DOWN);
   active++;
+  let id = 0;
+  let session: SmtpSession | undefined;
   try {
-    if (!runtime) throw new Error('worker not ready');
-    if (use_tls && !tls_base) {
-      runtime.server_qp.log(LOGERROR, 'implicit TLS listener but no certificate: set tls_cert and tls_key (or load plugins/tls)');
+    // behind a /proxy listener the limits and hooks judge the real client
+    let proxied: Proxied | undefined;
+    let head: Buffer | undefined;
+    if (spec.proxy) {
+      const r = await accept_proxy(rt, socket);
+      if ('refusal' in r) return refuse_socket(socket, r.refusal);
+      proxied = r.header;
+      head = r.rest;
+    }
+    const ip = proxied?.src_ip ?? normalize_ip(socket.remoteAddress ?? '');
+    const want_addrs = rt.hooks.has('pre-connection');
+    let req = 0;
+    const admission = await ask((r) => ({ t: 'open', req: (req = r), ip, ...(want_addrs ? { addrs: true } : {}) }));
+    if (admission?.t !== 'admit') return refuse_socket(socket, SHUTTING_DOWN);
+    if (admission.refusal) return refuse_socket(socket, admission.refusal);
+    id = req;
+    let notes: Record<string, unknown> | undefined;
+    if (want_addrs) {
+      const px = proxied?.src_ip ? proxied : undefined;
+      const pre = await run_pre_connection(rt, {
+        remote_ip: ip,
+        remote_port: px ? px.src_port : socket.remotePort,
+        local_ip: px?.dst_ip ?? normalize_ip(socket.localAddress ?? ''),
+        local_port: px ? px.dst_port : socket.localPort,
+        max_conn_ip: cfg.max_from_ip,
+        child_addrs: admission.addrs ?? [],
+      });
+      if (pre.refusal) return refuse_socket(socket, pre.refusal);
+      notes = pre.notes;
+    }
+    if (spec.tls && !tls_base) {
+      rt.server_qp.log(LOGERROR, 'implicit TLS listener but no certificate: set tls_cert and tls_key (or load plugins/tls)');
       socket.destroy();
       return;
     }
-    await serve_socket(runtime, socket, {
+    const listener = { host: spec.host, port: spec.port, ...(spec.tls ? { tls: true } : {}), ...(spec.proxy ? { proxy: true } : {}), ...(spec.lmtp ? { lmtp: true } : {}) };
+    await serve_socket(rt, socket, {
       no_rdns: cfg.no_rdns,
+      listener,
       ...(notes ? { notes } : {}),
-      ...(use_tls && tls_base ? { tls_base } : {}),
-      ...(msg.listener ? { listener: msg.listener } : {}),
-      ...(msg.proxied ? { proxied: { ...msg.proxied } } : {}),
-      ...(msg.head ? { head: Buffer.from(msg.head, 'base64') } : {}),
-      readdress: (ip: string) => readdress(id, ip),
+      ...(spec.tls && tls_base ? { tls_base } : {}),
+      ...(proxied ? { proxied } : {}),
+      ...(head?.length ? { head } : {}),
+      readdress: (to: string) => readdress(id, to),
       on_session: (s) => {
         session = s;
         sessions.add(s);
-        // a session handed over before the master saw us retire is served normally
         if (stopping) s.request_stop();
       },
     });
+  } catch (err) {
+    rt.server_qp.log(LOGERROR, `accepting a connection: ${describe_error(err)}`);
+    socket.destroy();
   } finally {
     if (session) sessions.delete(session);
     active--;
     // at once: a client that reconnects right after the close must find its slot free
-    send({ t: 'done', id });
+    if (id) send({ t: 'done', id });
     maybe_exit();
   }
 }
 
+function retire(): void {
+  retiring = true;
+  stop_listening();
+  maybe_exit();
+}
+
 function shutdown(grace_ms: number): void {
   retiring = stopping = true;
+  stop_listening();
   for (const s of sessions) s.request_stop();
   setTimeout(() => {
     for (const s of sessions) s.request_stop(true);
@@ -95,19 +163,17 @@ function shutdown(grace_ms: number): void {
   maybe_exit();
 }
 
-process.on('message', (msg: ToWorker, handle?: net.Socket) => {
-  if (msg.t === 'conn' && handle) void serve(msg, handle);
-  else if (msg.t === 'readdress_ok') readdress_waiting.get(msg.req)?.(msg.ok);
-  else if (msg.t === 'retire') {
-    retiring = true;
-    maybe_exit();
-  } else if (msg.t === 'shutdown') shutdown(msg.grace_ms);
+process.on('message', (msg: ToWorker, handle?: unknown) => {
+  if (msg.t === 'listen' && handle) listen_on(msg.index, msg.spec, handle);
+  else if (msg.t === 'admit' || msg.t === 'readdress_ok') asked.get(msg.req)?.(msg);
+  else if (msg.t === 'retire') retire();
+  else if (msg.t === 'shutdown') shutdown(msg.grace_ms);
 });
 
 // The master went away (F10): finish what we have, accept nothing new.
 process.on('disconnect', () => {
-  retiring = true;
-  maybe_exit();
+  for (const answer of [...asked.values()]) answer(undefined);
+  retire();
 });
 
 process.on('uncaughtException', (err) => {
