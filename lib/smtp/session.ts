@@ -194,24 +194,38 @@ export class SmtpSession extends Qpsmtpd {
 
   private wait_for_input(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const left = this.deadline - Date.now();
-      const timer = setTimeout(() => {
-        this.wake = this.interrupt = undefined;
-        reject(new TimeoutSignal());
-      }, Math.max(0, left));
       this.wake = () => {
-        clearTimeout(timer);
         this.wake = this.interrupt = undefined;
         resolve();
       };
       this.interrupt = (err) => {
-        clearTimeout(timer);
         this.wake = this.interrupt = undefined;
         reject(err);
       };
+      this.arm_deadline();
       if (this.stream.isPaused()) this.stream.resume();
     });
   }
+
+  // One timer per session, not one per wait: it is moved only when the deadline comes earlier
+  // than it is set for; when it fires early (the deadline moved on), it is set again.
+  private deadline_timer?: NodeJS.Timeout;
+  private deadline_timer_at = Infinity;
+
+  private arm_deadline(): void {
+    if (this.deadline_timer && this.deadline_timer_at <= this.deadline) return;
+    clearTimeout(this.deadline_timer);
+    this.deadline_timer_at = this.deadline;
+    this.deadline_timer = setTimeout(this.on_deadline_timer, Math.max(0, this.deadline - Date.now()));
+  }
+
+  private readonly on_deadline_timer = () => {
+    this.deadline_timer = undefined;
+    this.deadline_timer_at = Infinity;
+    if (!this.interrupt) return; // not waiting for the client: the next wait sets it again
+    if (Date.now() < this.deadline) this.arm_deadline();
+    else this.interrupt(new TimeoutSignal());
+  };
 
   /**
    * True if the client sends anything within `wait_ms` without being asked (earlytalker).
@@ -810,6 +824,8 @@ export class SmtpSession extends Qpsmtpd {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.deadline_timer);
+    this.deadline_timer = undefined;
     this.reader.discard();
     this.stream.off('data', this.on_data);
     if (!this.stream.destroyed) this.stream.end();

@@ -655,4 +655,20 @@ describe('2.10 slow clients', () => {
       slow.server.close();
     }
   });
+
+  it('SLW-02 the idle timeout counts from the last command, not from the first wait', async () => {
+    const slow = await start({ timeout: '1' });
+    try {
+      const c = await Raw.connect(slow.port);
+      await c.banner();
+      await new Promise((r) => setTimeout(r, 600));
+      expect(await c.exchange('NOOP\r\n')).toMatchObject({ code: 250 });
+      const t0 = Date.now();
+      expect(await c.reply(4000)).toMatchObject({ code: 421, text: '4.4.2 Connection Timed Out' });
+      // 1 s after the NOOP, not 1 s after the banner (which would be ~0.4 s from here)
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    } finally {
+      slow.server.close();
+    }
+  });
 });
