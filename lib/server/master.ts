@@ -163,7 +163,6 @@ export class Master {
     else if (msg.t === 'done') this.release(w, msg.id);
     else if (msg.t === 'ready') {
       w.ready = true;
-      this.quick_deaths = 0;
       this.bound.forEach((b, index) => this.send(w, { t: 'listen', index, spec: this.opts.listen[index]! }, b.handle));
     } else if (msg.t === 'listening') this.on_listening(w, msg.index, msg.host, msg.port);
     else if (msg.t === 'listen_error') this.listen_failed(w, msg.index, msg.message);
@@ -178,6 +177,7 @@ export class Master {
     const b = this.bound[index];
     if (!b || b.port !== port) return this.listen_failed(w, index, `it listens on ${host}:${port} instead`);
     this.accepting[index] = true;
+    this.quick_deaths = 0;
     if (this.listening && this.bound.every((_, i) => this.accepting[i])) {
       this.listening.resolve();
       this.listening = undefined;
@@ -189,6 +189,8 @@ export class Master {
     const where = `${this.opts.listen[index]?.host}:${b?.port}`;
     this.log(LOGCRIT, `worker ${w.child.pid} cannot accept on ${where}: ${why}`);
     this.fail_start(`accepting on ${where}: ${why}`);
+    // its replacement waits as after a quick death, so a persistent failure cannot spin
+    this.quick_deaths++;
     this.retire(w, 'cannot accept');
   }
 
