@@ -38,10 +38,13 @@ export type FromWorker =
   | { t: 'ready' }
   | { t: 'listening'; index: number; host: string; port: number }
   | { t: 'listen_error'; index: number; message: string }
-  /** A connection from `ip` was accepted: may session `req` start (total and per-IP limits)? */
-  | { t: 'open'; req: number; ip: string; addrs?: boolean }
-  /** Session `id` (the `req` of its `open`) ended. */
-  | { t: 'done'; id: number }
+  /**
+   * A connection from `ip` was accepted: may session `req` start (total and per-IP limits)?
+   * `done`: sessions that ended since the last report (they ride along, saving a message).
+   */
+  | { t: 'open'; req: number; ip: string; addrs?: boolean; done?: number[] }
+  /** Sessions (the `req` of their `open`) that ended. */
+  | { t: 'done'; ids: number[] }
   | { t: 'load_error'; message: string }
   /** XCLIENT gave session `id` a new client address: count it there if the per-IP limit allows. */
   | { t: 'readdress'; id: number; req: number; ip: string };

@@ -159,8 +159,10 @@ export class Master {
   }
 
   private on_worker_message(w: Worker, msg: FromWorker): void {
-    if (msg.t === 'open') this.admit(w, msg.req, msg.ip, !!msg.addrs);
-    else if (msg.t === 'done') this.release(w, msg.id);
+    if (msg.t === 'open') {
+      if (msg.done) for (const id of msg.done) this.release(w, id);
+      this.admit(w, msg.req, msg.ip, !!msg.addrs);
+    } else if (msg.t === 'done') for (const id of msg.ids) this.release(w, id);
     else if (msg.t === 'ready') {
       w.ready = true;
       this.bound.forEach((b, index) => this.send(w, { t: 'listen', index, spec: this.opts.listen[index]! }, b.handle));

@@ -54,8 +54,32 @@ async function readdress(id: number, ip: string): Promise<boolean> {
   return a?.t === 'readdress_ok' ? a.ok : true;
 }
 
+// Ended sessions are reported with the next `open` or within END_REPORT_MS, whichever comes
+// first: under load that saves one message per connection, and a slot is never held longer.
+const END_REPORT_MS = 5;
+let ended: number[] = [];
+let end_timer: NodeJS.Timeout | undefined;
+
+function take_ended(): { done?: number[] } {
+  if (!ended.length) return {};
+  const done = ended;
+  ended = [];
+  return { done };
+}
+
+function flush_ended(): void {
+  end_timer = undefined;
+  if (ended.length) send({ t: 'done', ids: take_ended().done! });
+}
+
+function report_end(id: number): void {
+  ended.push(id);
+  end_timer ??= setTimeout(flush_ended, END_REPORT_MS);
+}
+
 function maybe_exit(): void {
   if ((retiring || !process.connected) && active === 0) {
+    flush_ended();
     void (runtime ? runtime.close() : Promise.resolve()).finally(() => process.exit(0));
   }
 }
@@ -96,7 +120,7 @@ async function accept(socket: net.Socket, spec: ListenSpec): Promise<void> {
     const ip = proxied?.src_ip ?? normalize_ip(socket.remoteAddress ?? '');
     const want_addrs = rt.hooks.has('pre-connection');
     let req = 0;
-    const admission = await ask((r) => ({ t: 'open', req: (req = r), ip, ...(want_addrs ? { addrs: true } : {}) }));
+    const admission = await ask((r) => ({ t: 'open', req: (req = r), ip, ...(want_addrs ? { addrs: true } : {}), ...take_ended() }));
     if (admission?.t !== 'admit') return refuse_socket(socket, SHUTTING_DOWN);
     if (admission.refusal) return refuse_socket(socket, admission.refusal);
     id = req;
@@ -140,8 +164,7 @@ async function accept(socket: net.Socket, spec: ListenSpec): Promise<void> {
   } finally {
     if (session) sessions.delete(session);
     active--;
-    // at once: a client that reconnects right after the close must find its slot free
-    if (id) send({ t: 'done', id });
+    if (id) report_end(id);
     maybe_exit();
   }
 }
