@@ -7,7 +7,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { proxy_v1, proxy_v2 } from '../lib/server/proxy-protocol.js';
 import { connect, daemon_config, kill_all, start_daemon, wait_for, type Daemon } from './lib/daemon.js';
-import type { TestClient } from './lib/session.js';
+import { make_cert } from './lib/cert.js';
+import { TestClient, tls_connect } from './lib/session.js';
 
 const running: Daemon[] = [];
 afterEach(() => kill_all(running));
@@ -114,5 +115,23 @@ describe('an LMTP listener on a wildcard address with a via overlay', () => {
     expect(stored(s.maildir)[0]).toMatch(/ by lmtp2\.local\.test \(qpsmtpd-ts\/[^)]+\) with LMTP /);
     const three = await connect(port, { host: '127.0.0.3' });
     expect((await three.reply())!.text).toMatch(/^mx\.local\.test LMTP /);
+  });
+});
+
+describe('an implicit TLS listener next to a plain one', () => {
+  it('each listener keeps its kind: SMTPS greets inside TLS, the plain port in clear', async () => {
+    const { cert, key } = make_cert('mx.local.test');
+    const s = await daemon({ tls_cert: cert, tls_key: key }, ['127.0.0.1:0/tls', '127.0.0.1:0'], ['--workers', '2']);
+    const [tls_port, plain_port] = s.ports as [number, number];
+    const secure = new TestClient(await tls_connect({ host: '127.0.0.1', port: tls_port }));
+    expect((await secure.reply())!.code).toBe(220);
+    expect((await secure.cmd('EHLO client.test'))!.code).toBe(250);
+    expect((await secure.cmd('MAIL FROM:<a@b.test>'))!.code).toBe(250);
+    expect((await secure.cmd('RCPT TO:<x@local.test>'))!.code).toBe(250);
+    expect((await secure.cmd('DATA'))!.code).toBe(354);
+    expect((await secure.cmd('Subject: t\r\n\r\nhello\r\n.'))!.code).toBe(250);
+    expect(stored(s.maildir)[0]).toMatch(/ with ESMTPS /);
+    const plain = await connect(plain_port);
+    expect((await plain.reply())!.code).toBe(220);
   });
 });
