@@ -134,4 +134,11 @@ describe('an implicit TLS listener next to a plain one', () => {
     const plain = await connect(plain_port);
     expect((await plain.reply())!.code).toBe(220);
   });
+
+  it('listener_parameters hooks are told the port the kernel chose for -p 0', async () => {
+    const s = await daemon({ plugins: ['listener_port', 'accept_all'] }, ['127.0.0.1:0']);
+    const c = await connect(s.ports[0]!);
+    await greeted(c);
+    expect(await c.cmd('HELO client.test')).toMatchObject({ code: 550, text: `listener port ${s.ports[0]}` });
+  });
 });

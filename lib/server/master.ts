@@ -81,7 +81,7 @@ export class Master {
   private quick_deaths = 0;
   private respawn_timer?: NodeJS.Timeout;
   private exit_resolve?: () => void;
-  /** Settled once every listener accepts (a worker listens on each), or no worker could. */
+  /** Settled once every listener accepts (a worker listens on each), or a worker fails to start. */
   private listening?: { resolve: () => void; reject: (err: Error) => void };
   readonly exited = new Promise<void>((r) => (this.exit_resolve = r));
 

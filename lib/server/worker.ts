@@ -7,6 +7,7 @@ import { LOGCRIT, LOGDEBUG, LOGERROR } from '../constants.js';
 import { normalize_ip } from '../connection.js';
 import { describe_error } from '../hooks.js';
 import { Runtime } from '../runtime.js';
+import type { ListenerInfo } from '../smtp/listener.js';
 import type { SmtpSession } from '../smtp/session.js';
 import { WORKER_ENV, type FromWorker, type Proxied, type ToWorker, type WorkerConfig } from './ipc.js';
 import type { ListenSpec } from './options.js';
@@ -90,17 +91,20 @@ function stop_listening(): void {
 
 function listen_on(index: number, spec: ListenSpec, handle: unknown): void {
   if (retiring) return;
-  const server = net.createServer({ pauseOnConnect: true }, (socket) => void accept(socket, spec));
+  // what sessions are told about their listener (via overlays, listener_parameters): the bound port
+  const info: ListenerInfo = { host: spec.host, port: spec.port, ...(spec.tls ? { tls: true } : {}), ...(spec.proxy ? { proxy: true } : {}), ...(spec.lmtp ? { lmtp: true } : {}) };
+  const server = net.createServer({ pauseOnConnect: true }, (socket) => void accept(socket, info));
   server.on('error', (err) => send({ t: 'listen_error', index, message: err.message }));
   server.listen(handle, () => {
     const a = server.address() as net.AddressInfo;
+    info.port = a.port;
     send({ t: 'listening', index, host: a.address, port: a.port });
   });
   listeners.push(server);
 }
 
 /** One accepted connection: PROXY header, admission by the master, pre-connection hooks, the session. */
-async function accept(socket: net.Socket, spec: ListenSpec): Promise<void> {
+async function accept(socket: net.Socket, listener: ListenerInfo): Promise<void> {
   socket.on('error', () => {});
   const rt = runtime;
   if (!rt || stopping) return refuse_socket(socket, SHUTTING_DOWN);
@@ -111,21 +115,21 @@ async function accept(socket: net.Socket, spec: ListenSpec): Promise<void> {
     // behind a /proxy listener the limits and hooks judge the real client
     let proxied: Proxied | undefined;
     let head: Buffer | undefined;
-    if (spec.proxy) {
+    if (listener.proxy) {
       const r = await accept_proxy(rt, socket);
       if ('refusal' in r) return refuse_socket(socket, r.refusal);
       proxied = r.header;
       head = r.rest;
     }
     const ip = proxied?.src_ip ?? normalize_ip(socket.remoteAddress ?? '');
-    const want_addrs = rt.hooks.has('pre-connection');
+    const pre_hooks = rt.hooks.has('pre-connection');
     let req = 0;
-    const admission = await ask((r) => ({ t: 'open', req: (req = r), ip, ...(want_addrs ? { addrs: true } : {}), ...take_ended() }));
+    const admission = await ask((r) => ({ t: 'open', req: (req = r), ip, ...(pre_hooks ? { addrs: true } : {}), ...take_ended() }));
     if (admission?.t !== 'admit') return refuse_socket(socket, SHUTTING_DOWN);
     if (admission.refusal) return refuse_socket(socket, admission.refusal);
     id = req;
     let notes: Record<string, unknown> | undefined;
-    if (want_addrs) {
+    if (pre_hooks) {
       const px = proxied?.src_ip ? proxied : undefined;
       const pre = await run_pre_connection(rt, {
         remote_ip: ip,
@@ -138,17 +142,16 @@ async function accept(socket: net.Socket, spec: ListenSpec): Promise<void> {
       if (pre.refusal) return refuse_socket(socket, pre.refusal);
       notes = pre.notes;
     }
-    if (spec.tls && !tls_base) {
+    if (listener.tls && !tls_base) {
       rt.server_qp.log(LOGERROR, 'implicit TLS listener but no certificate: set tls_cert and tls_key (or load plugins/tls)');
       socket.destroy();
       return;
     }
-    const listener = { host: spec.host, port: spec.port, ...(spec.tls ? { tls: true } : {}), ...(spec.proxy ? { proxy: true } : {}), ...(spec.lmtp ? { lmtp: true } : {}) };
     await serve_socket(rt, socket, {
       no_rdns: cfg.no_rdns,
       listener,
       ...(notes ? { notes } : {}),
-      ...(spec.tls && tls_base ? { tls_base } : {}),
+      ...(listener.tls && tls_base ? { tls_base } : {}),
       ...(proxied ? { proxied } : {}),
       ...(head?.length ? { head } : {}),
       readdress: (to: string) => readdress(id, to),
