@@ -216,11 +216,16 @@ async function client_conn_mode() {
       record(t0, performance.now());
       await c.quit();
     } catch (e) {
-      error(e.kind || 'error', e.message);
-      c.fail(e);
-      await sleep(20);
+      await failed(c, e);
     }
   }
+}
+
+/** A connection broke: count the error, drop the connection, pause before the next one. */
+async function failed(c, e) {
+  error(e.kind || 'error', e.message);
+  c.fail(e);
+  await sleep(20);
 }
 
 async function client_reuse_mode() {
@@ -236,9 +241,7 @@ async function client_reuse_mode() {
       }
       await c.quit();
     } catch (e) {
-      error(e.kind || 'error', e.message);
-      c.fail(e);
-      await sleep(20);
+      await failed(c, e);
     }
   }
 }

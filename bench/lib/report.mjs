@@ -29,6 +29,9 @@ const COLORS = {
   'smtp-server': '#f9a825',
 };
 
+/** The header rows of a table with one column per load configuration. */
+const CONFIG_TABLE_HEAD = [`| server | ${CONFIG_KEYS.map((k) => CONFIG_LABEL[k]).join(' | ')} |`, `|---|${CONFIG_KEYS.map(() => '---:').join('|')}|`];
+
 function nums(xs) {
   return xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
 }
@@ -296,8 +299,7 @@ export function markdown(results, json_rel, svg_rel, other_runs = []) {
   L.push('');
   L.push(`![messages per second, medians](${svg_rel})`);
   L.push('');
-  L.push(`| server | ${CONFIG_KEYS.map((k) => CONFIG_LABEL[k]).join(' | ')} |`);
-  L.push(`|---|${CONFIG_KEYS.map(() => '---:').join('|')}|`);
+  L.push(...CONFIG_TABLE_HEAD);
   for (const s of srv) L.push(`| ${label[s.id]} | ${CONFIG_KEYS.map((k) => cell(sum[s.id][k].rate)).join(' | ')} |`);
   L.push('');
   {
@@ -350,8 +352,7 @@ export function markdown(results, json_rel, svg_rel, other_runs = []) {
       'At c=200 latency is mostly queueing behind the other 199 clients.',
   );
   L.push('');
-  L.push(`| server | ${CONFIG_KEYS.map((k) => CONFIG_LABEL[k]).join(' | ')} |`);
-  L.push(`|---|${CONFIG_KEYS.map(() => '---:').join('|')}|`);
+  L.push(...CONFIG_TABLE_HEAD);
   for (const s of srv) {
     L.push(`| ${label[s.id]} | ${CONFIG_KEYS.map((k) => (sum[s.id][k].p50 ? `${fmt(sum[s.id][k].p50.median)} / ${fmt(sum[s.id][k].p99?.median)}` : '–')).join(' | ')} |`);
   }
@@ -363,8 +364,7 @@ export function markdown(results, json_rel, svg_rel, other_runs = []) {
       'over every message of the run (warm-up included), median over the rounds. The load generator\'s CPU is not included.',
   );
   L.push('');
-  L.push(`| server | ${CONFIG_KEYS.map((k) => CONFIG_LABEL[k]).join(' | ')} |`);
-  L.push(`|---|${CONFIG_KEYS.map(() => '---:').join('|')}|`);
+  L.push(...CONFIG_TABLE_HEAD);
   for (const s of srv) L.push(`| ${label[s.id]} | ${CONFIG_KEYS.map((k) => cell(sum[s.id][k].cpu)).join(' | ')} |`);
   L.push('');
   if (Object.keys(results.smtp_source ?? {}).length) {

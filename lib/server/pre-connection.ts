@@ -26,7 +26,7 @@ export async function run_pre_connection(runtime: Runtime, args: PreConnectionAr
   const qp = new Qpsmtpd(runtime);
   let refusal: string | undefined;
   try {
-    const r = await qp.run_hooks('pre-connection', { ...args });
+    const r = await qp.run_hooks('pre-connection', args);
     if (r.fault) refusal = '451 4.3.0 Internal error - try again later';
     else if (r.rc === DENYSOFT || r.rc === DENYSOFT_DISCONNECT) refusal = `451 ${r.msg[0] || 'Sorry, try again later'}`;
     else if (r.rc === DENY || r.rc === DENY_DISCONNECT) refusal = `550 ${r.msg[0] || 'Sorry, service not available for you'}`;
